@@ -1,0 +1,149 @@
+"""Where the code runs: device choice, seeding, the quick mode, folders, and CPU speed.
+
+Every lesson starts with
+
+    from sdlib.runtime import setup
+    rt = setup()
+
+which picks the device (CUDA, then Apple MPS, then CPU; `SDLIB_DEVICE=cpu` forces one), seeds
+every random number generator, reads the quick mode from `SDLIB_QUICK`, and tunes the C memory
+allocator on Linux so that large-batch sampling on a CPU runs at full speed (see
+`tune_cpu_allocator`).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+QUICK_ENV = "SDLIB_QUICK"
+DEVICE_ENV = "SDLIB_DEVICE"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def is_quick() -> bool:
+    """True when the environment variable SDLIB_QUICK asks for the quick mode (1/true/yes/on)."""
+    value = os.environ.get(QUICK_ENV, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{QUICK_ENV}={value!r} is not understood: use 1 for the quick mode or 0 for the full one")
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to use: the argument if given, else $SDLIB_DEVICE, else CUDA, then MPS, then CPU."""
+    choice = device if device is not None else os.environ.get(DEVICE_ENV) or None
+    if choice is not None:
+        dev = torch.device(choice)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {choice!r} was asked for but CUDA is not available here; use 'cpu'")
+        if dev.type == "mps" and not (torch.backends.mps.is_available()):
+            raise RuntimeError(f"device {choice!r} was asked for but Apple MPS is not available here; use 'cpu'")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators (every device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+_allocator_tuned = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Stop glibc's malloc from returning large tensors' memory to the system after each use.
+
+    By default glibc serves every allocation above 128 KiB with a fresh `mmap` and gives it back
+    on free, so a sampling loop that makes and frees big activations at every step pays a page
+    fault for every 4 KiB it touches. Measured on a 2-core Xeon: about half the CPU time of a
+    large-batch U-Net forward pass went to page faults, and this call doubled the throughput
+    (`python -m sdlib.benchmark` shows the before and after). It does what the environment
+    variables MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_=<large> do, but from inside a running
+    kernel, where those variables come too late. The price is that freed memory stays with the
+    process for reuse instead of going back to the system. Only glibc (Linux) needs it; elsewhere
+    it does nothing and returns False.
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # from glibc's <malloc.h>
+    ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    _allocator_tuned = ok
+    return ok
+
+
+def project_dir() -> Path | None:
+    """The course checkout that holds this sdlib (None when sdlib was installed without it)."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").exists() and (root / "notebooks").is_dir() else None
+
+
+def data_dir() -> Path:
+    """Where downloads go: $SDLIB_DATA_DIR, else the checkout's data/, else ~/.cache/sdlib/data."""
+    if os.environ.get("SDLIB_DATA_DIR"):
+        return Path(os.environ["SDLIB_DATA_DIR"]).expanduser()
+    root = project_dir()
+    return root / "data" if root is not None else Path.home() / ".cache" / "sdlib" / "data"
+
+
+def runs_dir() -> Path:
+    """Where training checkpoints go: $SDLIB_RUNS_DIR, else the checkout's runs/, else ~/.cache/sdlib/runs."""
+    if os.environ.get("SDLIB_RUNS_DIR"):
+        return Path(os.environ["SDLIB_RUNS_DIR"]).expanduser()
+    root = project_dir()
+    return root / "runs" if root is not None else Path.home() / ".cache" / "sdlib" / "runs"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What `setup` chose. `rt.pick(full=..., quick=...)` returns the value for the current mode."""
+
+    device: torch.device
+    quick: bool
+    seed: int
+
+    def pick(self, *, full, quick):
+        return quick if self.quick else full
+
+    def generator(self, seed: int | None = None, device: torch.device | str | None = None) -> torch.Generator:
+        """A fresh generator seeded with `seed` (default: the runtime's seed)."""
+        g = torch.Generator(device=device or "cpu")
+        g.manual_seed(self.seed if seed is None else seed)
+        return g
+
+
+def setup(seed: int = 0, device: str | torch.device | None = None, quick: bool | None = None,
+          verbose: bool = True) -> Runtime:
+    """Prepare a lesson or a script: device, seeds, quick mode, allocator. Returns a Runtime."""
+    quick = is_quick() if quick is None else bool(quick)
+    dev = pick_device(device)
+    seed_everything(seed)
+    tuned = tune_cpu_allocator()
+    rt = Runtime(device=dev, quick=quick, seed=seed)
+    if verbose:
+        mode = "QUICK (tiny settings for tests: expect poor results)" if quick else "full"
+        extra = ", CPU allocator tuned" if tuned and dev.type == "cpu" else ""
+        print(f"sdlib: device={dev}, mode={mode}, seed={seed}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} CPU threads{extra}")
+    return rt

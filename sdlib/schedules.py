@@ -1,0 +1,184 @@
+"""The forward (noising) process: beta schedules and everything derived from them.
+
+Time steps follow the DDPM paper: t = 1, ..., T, with t = 0 the clean image x0. Every table
+below has T + 1 entries and is indexed by t directly, so `alpha_bar[t]` is ᾱ_t as written in
+the math; entry 0 is the clean image (beta_0 = 0, alpha_bar_0 = 1).
+
+    q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I),        alpha_t = 1 - beta_t
+    q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I), alpha_bar_t = prod_{s<=t} alpha_s
+    q(x_{t-1} | x_t, x_0) = N(coef0_t x_0 + coef_t_t x_t, beta_tilde_t I)
+
+Tables are kept in float64; what a method returns follows the dtype and device of its input.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import validate
+
+
+def linear_betas(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """The DDPM paper's schedule: beta_t rising linearly from beta_start to beta_end, t = 1..T."""
+    validate.positive_int(T, "T")
+    if not 0 < beta_start <= beta_end < 1:
+        raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
+    return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+
+
+def cosine_alpha_bar(t: torch.Tensor, T: int, s: float = 0.008) -> torch.Tensor:
+    """Nichol & Dhariwal's ᾱ_t = f(t)/f(0), f(t) = cos(((t/T + s)/(1 + s)) · π/2)².
+
+    With s = 0 this is the seed notes' ᾱ_t = cos(0.5 π t/T)²; the small offset s keeps beta_1
+    from being vanishingly small.
+    """
+    f = lambda u: torch.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2
+    return f(t.to(torch.float64)) / f(torch.zeros((), dtype=torch.float64))
+
+
+def cosine_betas(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """betas of the cosine schedule: beta_t = 1 - ᾱ_t/ᾱ_{t-1}, clipped at max_beta.
+
+    The clipping matters at the very end, where ᾱ_t -> 0 would make beta_T = 1 (a singular
+    last step); Nichol & Dhariwal clip at 0.999.
+    """
+    validate.positive_int(T, "T")
+    alpha_bar = cosine_alpha_bar(torch.arange(T + 1), T, s)
+    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta)
+
+
+class NoiseSchedule:
+    """β_1..β_T and everything the forward process and the samplers derive from them.
+
+    Attributes (float64 tensors of length T + 1, indexed by t, entry 0 = the clean image):
+        beta, alpha (= 1 - beta), alpha_bar (cumulative product of alpha), alpha_bar_prev
+        (ᾱ_{t-1}), sqrt_alpha_bar, sqrt_one_minus_alpha_bar, beta_tilde (posterior variance),
+        posterior_coef_x0 and posterior_coef_xt (posterior mean coefficients), snr (ᾱ/(1-ᾱ)).
+    """
+
+    def __init__(self, betas: torch.Tensor, name: str = "custom"):
+        betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
+        if betas.numel() < 1:
+            raise ValueError("betas must hold at least one value")
+        if not torch.all((betas > 0) & (betas < 1)):
+            raise ValueError("every beta_t must lie strictly between 0 and 1")
+        self.name = name
+        self.T = betas.numel()
+        zero = torch.zeros(1, dtype=torch.float64)
+        self.beta = torch.cat([zero, betas])                          # beta_0 = 0: x_0 is clean
+        self.alpha = 1.0 - self.beta
+        self.alpha_bar = torch.cumprod(self.alpha, dim=0)             # alpha_bar_0 = 1
+        self.alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar[:-1]])
+        self.sqrt_alpha_bar = self.alpha_bar.sqrt()
+        self.sqrt_one_minus_alpha_bar = (1.0 - self.alpha_bar).sqrt()
+        # q(x_{t-1} | x_t, x_0): variance beta_tilde_t = (1 - ᾱ_{t-1}) / (1 - ᾱ_t) · beta_t,
+        # mean = sqrt(ᾱ_{t-1}) beta_t / (1 - ᾱ_t) · x_0 + sqrt(alpha_t) (1 - ᾱ_{t-1}) / (1 - ᾱ_t) · x_t.
+        # (Entry 0 has no posterior; it is set to 0 rather than 0/0.)
+        one_minus = (1.0 - self.alpha_bar).clamp(min=1e-300)
+        self.beta_tilde = torch.where(self.beta > 0, (1.0 - self.alpha_bar_prev) / one_minus * self.beta, 0.0)
+        self.posterior_coef_x0 = torch.where(self.beta > 0, self.alpha_bar_prev.sqrt() * self.beta / one_minus, 0.0)
+        self.posterior_coef_xt = torch.where(self.beta > 0,
+                                             self.alpha.sqrt() * (1.0 - self.alpha_bar_prev) / one_minus, 0.0)
+        self.snr = self.alpha_bar / one_minus                          # signal-to-noise ratio ᾱ/(1-ᾱ)
+
+    # -- constructors -------------------------------------------------------------------------
+    @classmethod
+    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+        return cls(linear_betas(T, beta_start, beta_end), name="linear")
+
+    @classmethod
+    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
+        return cls(cosine_betas(T, s, max_beta), name="cosine")
+
+    def __repr__(self) -> str:
+        return (f"NoiseSchedule({self.name}, T={self.T}, beta_1={self.beta[1]:.2e}, beta_T={self.beta[-1]:.3g}, "
+                f"alpha_bar_T={self.alpha_bar[-1]:.2e})")
+
+    def __len__(self) -> int:
+        return self.T
+
+    # -- the math -----------------------------------------------------------------------------
+    def check_t(self, t, batch: int | None = None, *, lowest: int = 0, name: str = "t") -> torch.Tensor:
+        """t as a 1-D int64 tensor (one entry per image), after checking type, shape and range."""
+        if isinstance(t, bool):
+            raise TypeError(f"{name} must be an integer time step or a tensor of them, got a bool")
+        if isinstance(t, int):
+            t = torch.tensor([t] if batch is None else [t] * batch)
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integer time steps (torch.long), got dtype {t.dtype}")
+        if t.dim() == 0:
+            t = t.reshape(1).expand(batch if batch is not None else 1)
+        if t.dim() != 1:
+            raise ValueError(f"{name} must be a scalar or have shape (B,), got shape {tuple(t.shape)}")
+        if batch is not None and t.shape[0] != batch:
+            raise ValueError(f"{name} has {t.shape[0]} entries but the batch has {batch} images: "
+                             f"give one time step per image, or a single int")
+        if t.numel() and (int(t.min()) < lowest or int(t.max()) > self.T):
+            raise ValueError(f"{name} must lie in [{lowest}, {self.T}] for this schedule (T={self.T}), "
+                             f"got values in [{int(t.min())}, {int(t.max())}]")
+        return t.long()
+
+    @staticmethod
+    def gather(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """table[t] shaped (B, 1, 1, ...) to broadcast against `like`, in like's dtype and device."""
+        values = table.to(like.device)[t.to(like.device)]
+        return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+    def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
+        """Sample q(x_t | x_0) in closed form: x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps.
+
+        x0: clean images (B, C, H, W) in [-1, 1] (or any batch of vectors (B, ...));
+        eps: standard Gaussian noise of the same shape; t: int or (B,) int tensor in [0, T].
+        """
+        validate.floating(x0, "x0")
+        validate.floating(eps, "eps")
+        if x0.shape != eps.shape:
+            raise ValueError(f"x0 and eps must have the same shape, got {tuple(x0.shape)} and {tuple(eps.shape)}")
+        t = self.check_t(t, x0.shape[0])
+        return self.gather(self.sqrt_alpha_bar, t, x0) * x0 + self.gather(self.sqrt_one_minus_alpha_bar, t, x0) * eps
+
+    def step_forward(self, x_prev: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
+        """One step of the chain q(x_t | x_{t-1}): x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps."""
+        validate.floating(x_prev, "x_prev")
+        if x_prev.shape != eps.shape:
+            raise ValueError(f"x_prev and eps must have the same shape, got {tuple(x_prev.shape)} and {tuple(eps.shape)}")
+        t = self.check_t(t, x_prev.shape[0], lowest=1)
+        return self.gather(self.alpha.sqrt(), t, x_prev) * x_prev + self.gather(self.beta.sqrt(), t, x_prev) * eps
+
+    def posterior(self, x0: torch.Tensor, xt: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of q(x_{t-1} | x_t, x_0), for t in [1, T].
+
+        The variance beta_tilde_t is returned shaped (B, 1, 1, 1) to broadcast against the mean.
+        """
+        validate.floating(x0, "x0")
+        validate.floating(xt, "xt")
+        if x0.shape != xt.shape:
+            raise ValueError(f"x0 and xt must have the same shape, got {tuple(x0.shape)} and {tuple(xt.shape)}")
+        t = self.check_t(t, x0.shape[0], lowest=1)
+        mean = self.gather(self.posterior_coef_x0, t, x0) * x0 + self.gather(self.posterior_coef_xt, t, x0) * xt
+        return mean, self.gather(self.beta_tilde, t, x0)
+
+    def predict_x0(self, xt: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
+        """Invert the closed form: x0 = (x_t - sqrt(1 - ᾱ_t) eps) / sqrt(ᾱ_t)."""
+        t = self.check_t(t, xt.shape[0], lowest=1)
+        return (xt - self.gather(self.sqrt_one_minus_alpha_bar, t, xt) * eps) / self.gather(self.sqrt_alpha_bar, t, xt)
+
+    def log_snr(self) -> torch.Tensor:
+        """log(ᾱ_t / (1 - ᾱ_t)) for t = 1..T (t = 0 has infinite SNR and is left out)."""
+        return self.snr[1:].log()
+
+    def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
+        """KL(q(x_T | x_0) || N(0, I)) per image, in nats: the prior-matching term of the ELBO.
+
+        For one pixel: KL(N(m, v) || N(0, 1)) = (v + m² - 1 - log v) / 2 with m = sqrt(ᾱ_T) x0,
+        v = 1 - ᾱ_T; summed over the pixels of each image.
+        """
+        validate.floating(x0, "x0")
+        ab = self.alpha_bar[-1].item()
+        mean2 = ab * x0.double() ** 2
+        var = 1.0 - ab
+        kl = 0.5 * (var + mean2 - 1.0 - math.log(var))
+        return kl.flatten(1).sum(1).to(x0.dtype)

@@ -1,0 +1,100 @@
+"""Every exercise in every lesson: its checker passes the notebook's own solution, and fails both the
+stub that the student notebooks get and a typical mistake (listed below, one per exercise)."""
+from __future__ import annotations
+
+import ast
+import importlib
+import math
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers import NOTEBOOKS
+from sdlib.checks import ExerciseError
+from sdlib.student import has_solution, strip_solutions
+
+# A typical mistake for each exercise, as code that replaces the solution cell.
+MISTAKES = {
+    ("01", "marginal_height"): "def marginal_height(joint):\n    return joint.sum(dim=1)\n",
+    ("01", "posterior_age"): "def posterior_age(joint, h):\n    return joint[:, h]\n",
+    ("01", "kl_gaussians"): ("def kl_gaussians(mu_q, sigma_q, mu_p, sigma_p):\n"
+                             "    return torch.log(sigma_p / sigma_q) + (sigma_q + (mu_q - mu_p) ** 2) / (2 * sigma_p) - 0.5\n"),
+    ("01", "elbo"): ("def elbo(x, q_mean, q_var, w, b, s):\n"
+                     "    return -0.5 * (math.log(2 * math.pi * s ** 2) + ((x - b - w * q_mean) ** 2) / s ** 2)"
+                     " - 0.5 * (q_var + q_mean ** 2 - 1 - torch.log(q_var))\n"),
+    ("02", "alpha_bar_from_betas"): "def alpha_bar_from_betas(betas):\n    return torch.cumprod(betas, dim=0)\n",
+    ("02", "add_noise"): "def add_noise(x0, eps, alpha_bar_t):\n    return alpha_bar_t * x0 + (1 - alpha_bar_t) * eps\n",
+    ("02", "cosine_alpha_bar_fn"): ("def cosine_alpha_bar_fn(t, T, s=0.008):\n"
+                                    "    return torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2\n"),
+    ("02", "posterior_mean_var"): ("def posterior_mean_var(x0, xt, beta_t, alpha_bar_t, alpha_bar_prev):\n"
+                                   "    mean = (math.sqrt(alpha_bar_prev) * beta_t / (1 - alpha_bar_t)) * x0 \\\n"
+                                   "        + (math.sqrt(1 - beta_t) * (1 - alpha_bar_prev) / (1 - alpha_bar_t)) * xt\n"
+                                   "    return mean, beta_t\n"),
+}
+
+
+def _exercises():
+    found = []
+    for path in NOTEBOOKS:
+        lesson = path.name[:2]
+        cells = [c for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code"]
+        for i, cell in enumerate(cells):
+            if not has_solution(cell.source):
+                continue
+            defined = [n.name for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef)]
+            checks = [(n.func.id, n.args[0].id) for n in ast.walk(ast.parse(cells[i + 1].source))
+                      if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id.startswith("check_")
+                      and n.args and isinstance(n.args[0], ast.Name)]
+            for checker, argument in checks:
+                assert argument in defined, f"{path.name}: {checker}({argument}) checks a function the exercise cell does not define"
+                found.append(pytest.param(lesson, argument, checker, cell.source, id=f"{path.stem}:{argument}"))
+    return found
+
+
+EXERCISES = _exercises()
+
+
+def _define(source: str, name: str):
+    namespace = {"torch": torch, "math": math, "np": np, "F": F, "nn": nn}
+    exec(compile(source, f"<exercise {name}>", "exec"), namespace)
+    return namespace[name]
+
+
+def _checker(lesson: str, name: str):
+    return getattr(importlib.import_module(f"sdlib.checks.lesson{lesson}"), name)
+
+
+def test_every_lesson_has_three_exercises_and_every_exercise_a_mistake():
+    per_lesson = {}
+    for p in EXERCISES:
+        lesson, name = p.values[0], p.values[1]
+        per_lesson[lesson] = per_lesson.get(lesson, 0) + 1
+    assert all(per_lesson.get(nb.name[:2], 0) >= 3 for nb in NOTEBOOKS), per_lesson
+    assert {(p.values[0], p.values[1]) for p in EXERCISES} == set(MISTAKES)
+
+
+@pytest.mark.parametrize("lesson, name, checker, source", EXERCISES)
+def test_checker_passes_the_solution(lesson, name, checker, source, capsys):
+    _checker(lesson, checker)(_define(source, name))
+    assert "Correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("lesson, name, checker, source", EXERCISES)
+def test_checker_fails_the_student_stub(lesson, name, checker, source):
+    stub_source, n = strip_solutions(source)
+    assert n >= 1
+    stub = _define(stub_source, name)
+    with pytest.raises(ExerciseError, match="not written yet"):
+        _checker(lesson, checker)(stub)
+
+
+@pytest.mark.parametrize("lesson, name, checker, source", EXERCISES)
+def test_checker_fails_a_typical_mistake(lesson, name, checker, source):
+    wrong = _define(MISTAKES[(lesson, name)], name)
+    with pytest.raises(ExerciseError) as info:
+        _checker(lesson, checker)(wrong)
+    assert "not written yet" not in str(info.value)
