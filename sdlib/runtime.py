@@ -81,6 +81,8 @@ def tune_cpu_allocator() -> bool:
     global _allocator_tuned
     if _allocator_tuned:
         return True
+    if os.environ.get("SDLIB_TUNE_ALLOCATOR", "1").strip() == "0":   # opt out (the benchmark compares both)
+        return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -91,6 +93,17 @@ def tune_cpu_allocator() -> bool:
     ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
     _allocator_tuned = ok
     return ok
+
+
+def bf16_is_fast() -> bool:
+    """True where bfloat16 matrix math has hardware support: a CUDA GPU that has it, or a CPU with
+    AVX-512 BF16 or AMX (recent Xeons). Elsewhere bfloat16 on the CPU is emulated and slower than fp32."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def project_dir() -> Path | None:

@@ -47,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int | None = 500
     channels_last: bool = False        # NHWC memory layout: faster convolutions on CPUs
+    autocast: str | None = None        # "bfloat16": mixed precision (fast on CPUs with AMX, and on GPUs)
     device: str | None = None          # None: sdlib.runtime.pick_device()
 
     def __post_init__(self):
@@ -60,6 +61,8 @@ class TrainConfig:
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay}")
         self.betas = tuple(self.betas)
+        if self.autocast not in (None, "bfloat16", "float16"):
+            raise ValueError(f"autocast must be None, 'bfloat16' or 'float16', got {self.autocast!r}")
 
 
 class EMA:
@@ -169,6 +172,11 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     on_step(step, logs): called after every step (step counts from 1), e.g. to show samples.
     """
     if isinstance(data, (tuple, list)):
+        if not data or not all(isinstance(x, torch.Tensor) for x in data):
+            raise TypeError("data must be a TensorDataset or a tuple of tensors with the same first dimension, "
+                            f"got a {type(data).__name__} of {[type(x).__name__ for x in data][:4]}")
+        if any(len(x) != len(data[0]) for x in data):
+            raise ValueError(f"the tensors in data have different first dimensions: {[len(x) for x in data]}")
         data = TensorDataset(*data)
     if not isinstance(data, TensorDataset):
         raise TypeError(f"data must be a TensorDataset or a tuple of tensors, got {type(data).__name__}")
@@ -202,7 +210,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
         generator.set_state(state["generator"])
-        history = {k: list(v) for k, v in state["history"].items()}
+        history = {k: [float(x) for x in v.tolist()] for k, v in state["history"].items()}
         step = int(state["step"])
         if progress:
             print(f"resuming from {path} at step {step} of {config.steps}")
@@ -227,7 +235,9 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
         while step < config.steps:
             idx = batch_indices(n, config.batch_size, step, config.seed)
             batch = _to_device(data[idx], device, config.channels_last)
-            out = loss_fn(model, batch, generator)
+            with torch.autocast(device.type, dtype=getattr(torch, config.autocast or "bfloat16"),
+                                enabled=config.autocast is not None):
+                out = loss_fn(model, batch, generator)
             loss, logs = (out if isinstance(out, tuple) else (out, {}))
             if not torch.isfinite(loss):
                 save_note = f"; the last good checkpoint is {path}" if path is not None and path.exists() else ""

@@ -1,0 +1,126 @@
+"""Train the unconditional pixel-space DDPM on MNIST (lesson 03), and measure it.
+
+    python -m sdlib.recipes.ddpm                    # the pretrained model shipped in sdlib/weights
+    python -m sdlib.recipes.ddpm --lesson           # the lesson's 10-minute settings, measured the same way
+
+The lesson trains `LESSON_UNET` with `LESSON_TRAIN`; the pretrained model is `PRETRAINED_UNET`
+trained longer with `PRETRAINED_TRAIN`. Both use the DDPM paper's linear schedule with T = 1000.
+The measurements (classifier FID against the 10,000 test images, confidence, digit histogram,
+wall time) are printed and stored in the manifest next to the weights:
+- DDPM (1,000 steps) and DDIM (250, 100, 50, 25, 10 steps, eta = 0) on the same 1,000 noises;
+- DDIM-50 over several seeds, for the spread;
+- DDIM-50 on 10,000 samples, against the real-train-vs-test floor on 10,000 images.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from .. import metrics, pretrained, runtime
+from ..data import load_mnist
+from ..diffusion import DDPMObjective
+from ..samplers import DDIMSampler, DDPMSampler, sample
+from ..schedules import NoiseSchedule
+from ..train import TrainConfig, fit
+from ..unet import UNet, UNetConfig
+
+RECIPE = "python -m sdlib.recipes.ddpm"
+SCHEDULE = {"name": "linear", "T": 1000}
+
+# What lesson 03 trains in about ten minutes on a 2-core CPU.
+LESSON_UNET = UNetConfig(channels=(16, 32, 64), blocks=1)
+LESSON_TRAIN = TrainConfig(steps=1000, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.995, channels_last=True,
+                           checkpoint_every=250)
+# The shipped model: wider, and trained for longer.
+PRETRAINED_UNET = UNetConfig(channels=(32, 64, 128), blocks=1, attention=(2,), mid_attention=True)
+PRETRAINED_TRAIN = TrainConfig(steps=8000, batch_size=128, lr=2e-3, warmup=200, ema_decay=0.999, channels_last=True,
+                               checkpoint_every=500)
+# The sampler the lesson's quality numbers use: stochastic DDIM (eta = 1, like DDPM) in 100 steps.
+LESSON_SAMPLER = {"steps": 100, "eta": 1.0, "clip_x0": True}
+
+
+def schedule() -> NoiseSchedule:
+    return NoiseSchedule.linear(SCHEDULE["T"])
+
+
+def timed_samples(model, sampler, n, seed, batch_size=500):
+    start = time.perf_counter()
+    x = sample(model, sampler, (n, 1, 28, 28), generator=torch.Generator().manual_seed(seed), progress=False,
+               batch_size=batch_size)
+    return x.clamp(-1, 1), time.perf_counter() - start
+
+
+def measure(model, classifier, test_features, *, n=1000, ddpm=True, seeds=3, big_n=10_000, log=print) -> dict:
+    """The recipe's measurements (see the module docstring). Seconds are wall time on this machine."""
+    s = schedule()
+    out = {"n": n, "table": []}
+    samplers = ([("DDPM", 1000, DDPMSampler(s))] if ddpm else []) + [
+        ("DDIM", k, DDIMSampler(s, k)) for k in (250, 100, 50, 25, 10)]
+    for name, steps, sampler in samplers:
+        x, seconds = timed_samples(model, sampler, n, seed=0)
+        report = metrics.evaluate_samples(classifier, x, test_features)
+        row = {"sampler": name, "steps": steps, "seconds_per_1000": round(seconds * 1000 / n, 1), **report.as_dict()}
+        out["table"].append(row)
+        log(f"{name:>4} {steps:>4} steps: {seconds:7.1f} s  {report}")
+    lesson = DDIMSampler(s, **LESSON_SAMPLER)
+    x, _ = timed_samples(model, lesson, n, seed=0)
+    out["lesson_sampler"] = {**LESSON_SAMPLER, **metrics.evaluate_samples(classifier, x, test_features).as_dict()}
+    log(f"lesson sampler {LESSON_SAMPLER}: {out['lesson_sampler']}")
+    fids = []
+    for seed in range(1, seeds + 1):
+        x, _ = timed_samples(model, DDIMSampler(s, 50), n, seed=seed)
+        fids.append(metrics.evaluate_samples(classifier, x, test_features).classifier_fid)
+    fids = torch.tensor(fids)
+    out["ddim50_seeds"] = {"seeds": seeds, "fid_mean": round(fids.mean().item(), 3), "fid_std": round(fids.std().item(), 3)}
+    log(f"DDIM-50 over {seeds} more seeds: FID {fids.mean():.2f} ± {fids.std():.2f}")
+    if big_n:
+        x, seconds = timed_samples(model, DDIMSampler(s, 50), big_n, seed=100)
+        report = metrics.evaluate_samples(classifier, x, test_features)
+        out["ddim50_big"] = {"seconds": round(seconds, 1), **report.as_dict()}
+        log(f"DDIM-50 on {big_n} samples: {report}")
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog=RECIPE, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lesson", action="store_true", help="train the lesson's small model instead")
+    parser.add_argument("--steps", type=int, default=None, help="override the number of training steps")
+    parser.add_argument("--checkpoint", default=None, help="resumable training checkpoint (default: runs/ddpm*.pt)")
+    parser.add_argument("--no-ddpm", action="store_true", help="skip the slow 1000-step DDPM measurement")
+    parser.add_argument("--out", default=None, help="weights folder (default: sdlib/weights)")
+    args = parser.parse_args(argv)
+    rt = runtime.setup(seed=0)
+    unet_config, train_config = (LESSON_UNET, LESSON_TRAIN) if args.lesson else (PRETRAINED_UNET, PRETRAINED_TRAIN)
+    train_config = TrainConfig(**{**train_config.__dict__, "device": str(rt.device),
+                                  **({"steps": args.steps} if args.steps else {})})
+    name = "ddpm_lesson" if args.lesson else "ddpm"
+    checkpoint = args.checkpoint or runtime.runs_dir() / f"{name}_recipe.pt"
+    model = UNet(unet_config)
+    print(f"{name}: {model.num_parameters():,} parameters, {train_config.steps} steps of {train_config.batch_size}")
+    result = fit(model, DDPMObjective(schedule()), load_mnist("train"), train_config, checkpoint=checkpoint,
+                 description=name)
+    if result.interrupted:
+        return 1
+    net = result.best.cpu().eval()
+    # Measure the half-precision weights that will be shipped.
+    net.load_state_dict({k: v.half().float() for k, v in net.state_dict().items()})
+    net.to(memory_format=torch.channels_last)
+    classifier = pretrained.load_pretrained("classifier", device="cpu")
+    _, test_features = metrics.predict(classifier, load_mnist("test").images)
+    measured = measure(net, classifier, test_features, ddpm=not args.no_ddpm, big_n=0 if args.lesson else 10_000)
+    measured.update(train_minutes=round(result.seconds / 60, 1), steps=result.steps,
+                    images_per_second=round(result.images_per_second, 1), final_loss=round(
+                        sum(result.history["loss"][-200:]) / len(result.history["loss"][-200:]), 5))
+    if args.lesson:
+        print(measured)
+        return 0
+    pretrained.save_pretrained(name, net, kind="unet", config=unet_config.to_dict(), recipe=RECIPE, metrics=measured,
+                               extra={"schedule": SCHEDULE}, directory=args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

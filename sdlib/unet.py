@@ -1,0 +1,240 @@
+"""The U-Net ε_θ(x_t, t [, context]): it looks at a noisy image and predicts the noise in it.
+
+                 x_t (B, C, H, W), t (B,)
+                   │              └─ sinusoidal embedding → MLP → time vector, added in every ResBlock
+               conv_in
+     level 0 ─ ResBlock(s) ──────────────────────────── skip ──→ ResBlock(s) ─ conv_out → ε̂
+        │ downsample (stride-2 conv)                                ↑ upsample
+     level 1 ─ ResBlock(s) [+ attention] ─────────────── skip ──→ ResBlock(s) [+ attention]
+        │ downsample                                                ↑ upsample
+     level 2 ─ ResBlock(s) [+ attention] ── middle: ResBlock, [attention], ResBlock ──┘
+
+The encoder halves the resolution level by level (28 → 14 → 7 for MNIST) while widening the
+channels; the decoder comes back up, concatenating the encoder's features at the same resolution
+(the skip connections of Ronneberger et al. 2015) so that fine detail survives. Optional
+`SpatialTransformer` blocks add self-attention over the pixels and, with a text context,
+cross-attention to the prompt (lesson 06); without them this is the plain U-Net of lesson 03.
+One `UNetConfig` describes every U-Net in the course.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import validate
+from .attention import SpatialTransformer
+
+
+@dataclass
+class UNetConfig:
+    in_channels: int = 1
+    out_channels: int | None = None          # default: in_channels (ε has the image's shape)
+    channels: tuple[int, ...] = (32, 64, 128)  # width at each resolution level
+    blocks: int = 1                          # ResBlocks per level on the way down (one more on the way up)
+    attention: tuple[int, ...] = ()          # levels that get a SpatialTransformer after each ResBlock
+    mid_attention: bool = False
+    context_dim: int | None = None           # width of the text context for cross-attention (None: unconditional)
+    heads: int = 4
+    time_dim: int | None = None              # default: 4 × channels[0]
+    groups: int = 8                          # GroupNorm groups
+    dropout: float = 0.0
+    max_t: int = 1000                        # time steps accepted: 0..max_t
+    image_size: int = 28
+    patch_size: int = 1                      # 2: fold each 2×2 block of pixels into channels first (28×28 -> 14×14)
+
+    def __post_init__(self):
+        self.channels, self.attention = tuple(self.channels), tuple(self.attention)
+        if not self.channels or any(c % self.groups for c in self.channels):
+            raise ValueError(f"every entry of channels {self.channels} must be a multiple of groups ({self.groups})")
+        if any(not 0 <= a < len(self.channels) for a in self.attention):
+            raise ValueError(f"attention levels {self.attention} must be indices into channels {self.channels}")
+        if self.patch_size < 1 or self.image_size % self.patch_size:
+            raise ValueError(f"patch_size {self.patch_size} must divide image_size {self.image_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal embedding of integer time steps (B,) -> (B, dim), as in the transformer's positions:
+    [sin(t ω_0), ..., sin(t ω_{d/2-1}), cos(t ω_0), ...] with ω_i = max_period^(-2i/d)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None, :]                  # (B, half)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm → SiLU → conv, add the time vector, GroupNorm → SiLU → (dropout) → conv, plus the input."""
+
+    def __init__(self, cin: int, cout: int, time_dim: int, groups: int = 8, dropout: float = 0.0):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(groups, cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.time = nn.Linear(time_dim, cout)
+        self.norm2, self.conv2 = nn.GroupNorm(groups, cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.dropout = nn.Dropout(dropout)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))                      # (B, cout, H, W)
+        h = h + self.time(temb)[:, :, None, None]                  # the same shift at every pixel
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return h + self.skip(x)
+
+
+class Downsample(nn.Conv2d):
+    """Halve the resolution with a stride-2 3×3 convolution (28 → 14 → 7 → 4)."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, 3, stride=2, padding=1)
+
+
+class Upsample(nn.Module):
+    """A 3×3 convolution, then nearest-neighbour upsampling to the skip connection's size (7 → 14 → 28).
+
+    Convolving before upsampling rather than after costs 4× fewer FLOPs for the same layer; the
+    ResBlocks that follow smooth out the blockiness."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(self.conv(x), size=size, mode="nearest")
+
+
+class Level(nn.Module):
+    """The ResBlocks (each optionally followed by a SpatialTransformer) of one resolution level."""
+
+    def __init__(self, cins: list[int], cout: int, config: UNetConfig, time_dim: int, attend: bool):
+        super().__init__()
+        self.res = nn.ModuleList(ResBlock(cin, cout, time_dim, config.groups, config.dropout) for cin in cins)
+        self.attn = nn.ModuleList(
+            SpatialTransformer(cout, config.heads, config.context_dim, config.groups) if attend else nn.Identity()
+            for _ in cins)
+
+
+class UNet(nn.Module):
+    """ε_θ(x_t, t, context): see the module docstring. Images and noisy images in model range."""
+
+    def __init__(self, config: UNetConfig | None = None):
+        super().__init__()
+        self.config = c = config or UNetConfig()
+        ch, n = c.channels, c.blocks
+        time_dim = c.time_dim or 4 * ch[0]
+        self.time_mlp = nn.Sequential(nn.Linear(ch[0], time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        p2 = c.patch_size ** 2
+        self.conv_in = nn.Conv2d(c.in_channels * p2, ch[0], 3, padding=1)
+
+        # Encoder: remember the width of every tensor pushed as a skip connection.
+        skips, width = [ch[0]], ch[0]
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        for i, cout in enumerate(ch):
+            self.down.append(Level([width] + [cout] * (n - 1), cout, c, time_dim, i in c.attention))
+            width = cout
+            skips += [cout] * n
+            if i < len(ch) - 1:
+                self.downsample.append(Downsample(cout))
+                skips.append(cout)
+
+        self.mid_res1 = ResBlock(width, width, time_dim, c.groups, c.dropout)
+        self.mid_attn = (SpatialTransformer(width, c.heads, c.context_dim, c.groups) if c.mid_attention
+                         else nn.Identity())
+        self.mid_res2 = ResBlock(width, width, time_dim, c.groups, c.dropout)
+
+        # Decoder: each ResBlock eats one skip connection, in reverse order.
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for i, cout in reversed(list(enumerate(ch))):
+            cins = []
+            for _ in range(n + 1):
+                cins.append(width + skips.pop())
+                width = cout
+            self.up.append(Level(cins, cout, c, time_dim, i in c.attention))
+            if i > 0:
+                self.upsample.append(Upsample(cout))
+        self.norm_out = nn.GroupNorm(c.groups, width)
+        self.conv_out = nn.Conv2d(width, (c.out_channels or c.in_channels) * p2, 3, padding=1)
+        # The "empty prompt": a learned context token used when a conditional model gets no prompt.
+        self.null_context = nn.Parameter(torch.zeros(1, 1, c.context_dim)) if c.context_dim else None
+
+    @property
+    def conditional(self) -> bool:
+        return self.config.context_dim is not None
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def check_inputs(self, x, t, context, context_mask):
+        c = self.config
+        validate.floating(x, "x")
+        if x.dim() != 4 or x.shape[1] != c.in_channels:
+            raise ValueError(f"x must have shape (B, {c.in_channels}, H, W), got {tuple(x.shape)}")
+        peak = x.detach().abs().amax()
+        if not torch.isfinite(peak):
+            raise ValueError("x contains NaN or infinite values")
+        if peak > 100:
+            raise ValueError(f"x has values up to {peak.item():.3g}: the U-Net expects clean images in [-1, 1] plus "
+                             f"Gaussian noise (|x| below 10 or so); pixels in [0, 255] need "
+                             f"sdlib.data.to_model_range (if this happened while sampling, the sampler diverged: "
+                             f"try clip_x0=True or a better-trained model)")
+        if not isinstance(t, torch.Tensor) or t.is_floating_point() or t.dtype == torch.bool:
+            raise TypeError(f"t must be an integer tensor of time steps, got "
+                            f"{t.dtype if isinstance(t, torch.Tensor) else type(t).__name__}")
+        if t.dim() != 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), one time step per image, got {tuple(t.shape)}")
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) > c.max_t):
+            raise ValueError(f"t must lie in [0, {c.max_t}], got values in [{int(t.min())}, {int(t.max())}]")
+        if context is not None:
+            if not self.conditional:
+                raise ValueError("this U-Net is unconditional (config.context_dim is None) but got a context")
+            if context.dim() != 3 or context.shape[0] != x.shape[0] or context.shape[2] != c.context_dim:
+                raise ValueError(f"context must have shape (B, L, {c.context_dim}) with B = {x.shape[0]}, "
+                                 f"got {tuple(context.shape)}")
+            if context_mask is not None and tuple(context_mask.shape) != tuple(context.shape[:2]):
+                raise ValueError(f"context_mask must have shape {tuple(context.shape[:2])} to match the context, "
+                                 f"got {tuple(context_mask.shape)}")
+        elif context_mask is not None:
+            raise ValueError("context_mask was given without a context")
+
+    def forward(self, x: torch.Tensor, t, context: torch.Tensor | None = None,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, H, W) noisy images; t: (B,) int time steps (or one int); context: (B, L, context_dim)
+        text features and context_mask: (B, L) bool (True for real tokens). Returns ε̂ shaped like x."""
+        if isinstance(t, int) and not isinstance(t, bool):
+            t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        self.check_inputs(x, t, context, context_mask)
+        if self.conditional and context is None:                       # no prompt: the learned empty prompt
+            context = self.null_context.expand(x.shape[0], -1, -1)
+        if self.conv_in.weight.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)      # NHWC: faster convolutions on CPU
+        temb = self.time_mlp(timestep_embedding(t.to(x.device), self.config.channels[0]))   # (B, time_dim)
+
+        if self.config.patch_size > 1:                   # (B, C, 28, 28) -> (B, 4C, 14, 14): space to depth
+            x = F.pixel_unshuffle(x, self.config.patch_size)
+        h = self.conv_in(x)
+        skips = [h]
+        for i, level in enumerate(self.down):
+            for res, attn in zip(level.res, level.attn):
+                h = res(h, temb)
+                h = attn(h, context, context_mask) if isinstance(attn, SpatialTransformer) else h
+                skips.append(h)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+                skips.append(h)
+
+        h = self.mid_res1(h, temb)
+        h = self.mid_attn(h, context, context_mask) if isinstance(self.mid_attn, SpatialTransformer) else h
+        h = self.mid_res2(h, temb)
+
+        for j, level in enumerate(self.up):
+            for res, attn in zip(level.res, level.attn):
+                h = res(torch.cat([h, skips.pop()], dim=1), temb)
+                h = attn(h, context, context_mask) if isinstance(attn, SpatialTransformer) else h
+            if j < len(self.upsample):
+                h = self.upsample[j](h, size=skips[-1].shape[-2:])
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return F.pixel_shuffle(out, self.config.patch_size) if self.config.patch_size > 1 else out

@@ -1,0 +1,257 @@
+"""Autoencoders and VAEs for MNIST (lesson 04), and the KL autoencoder that latent diffusion uses (08).
+
+- `Autoencoder` and `VAE`: the same small MLP encoder and decoder around a low-dimensional latent
+  (2-D by default, to look at). The autoencoder maps an image to one point; the VAE maps it to a
+  Gaussian q(z|x) = N(mu, sigma²) and samples from it with z = mu + sigma * eps.
+- `vae_loss`: reconstruction and KL, reported separately, with the weight beta on the KL.
+- `KLAutoencoder`: a convolutional VAE that turns a 28×28 digit into a 4×7×7 latent (4× fewer
+  numbers), with a `DiagonalGaussian` posterior and a `latent_scale` measured on the data so that
+  scaled latents have roughly unit variance, as Stable Diffusion's 0.18215 does for its VAE.
+
+Images are (B, 1, 28, 28) in [-1, 1]. Decoders return logits of each pixel being ink; `decode`
+maps them back to [-1, 1]. The reconstruction term is the Bernoulli log-likelihood of the image
+seen as ink probabilities ((x + 1) / 2), summed over pixels, in nats.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import validate
+
+
+def check_images(x: torch.Tensor, name: str = "images") -> torch.Tensor:
+    return validate.images(x, name, channels=1, size=(28, 28))
+
+
+def check_beta(beta) -> float:
+    beta = validate.finite_number(beta, "beta")
+    if beta < 0:
+        raise ValueError(f"beta weighs the KL term and must be >= 0, got {beta}")
+    return beta
+
+
+def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log p(x | z) per image (nats): Bernoulli cross-entropy of the ink probabilities (x + 1)/2."""
+    return F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="none").flatten(1).sum(1)
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per image (nats) = ½ Σ (mu² + σ² − 1 − log σ²)."""
+    return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1)
+
+
+class DiagonalGaussian:
+    """q(z | x) = N(mean, diag(exp(logvar))): sample with the reparameterisation trick, or take the mode."""
+
+    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor):
+        self.mean, self.logvar = mean, logvar.clamp(-30.0, 20.0)
+        self.std = torch.exp(0.5 * self.logvar)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = mean + std * eps, eps ~ N(0, I): the randomness sits in eps, so gradients reach mean and std."""
+        where = generator.device if generator is not None else self.mean.device
+        eps = torch.randn(self.mean.shape, generator=generator, device=where).to(self.mean.device, self.mean.dtype)
+        return self.mean + self.std * eps
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || N(0, I)) per image, in nats."""
+        return kl_to_standard_normal(self.mean, self.logvar)
+
+
+# -- the small MLP models of the first half of lesson 04 ---------------------------------------
+
+@dataclass
+class MLPConfig:
+    latent_dim: int = 2
+    hidden: tuple[int, ...] = (512, 256)
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.SiLU()]
+    return nn.Sequential(*layers[:-1])                      # no activation after the last layer
+
+
+class _MLPDecoder(nn.Module):
+    """What the autoencoder and the VAE share: a decoder from a latent vector to 28×28 ink logits."""
+
+    def __init__(self, config: MLPConfig | None, encoder_out: int):
+        super().__init__()
+        self.config = c = config or MLPConfig()
+        self.encoder = nn.Sequential(nn.Flatten(), _mlp([784, *c.hidden, encoder_out]))
+        self.decoder = _mlp([c.latent_dim, *reversed(c.hidden), 784])
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() != 2 or z.shape[1] != self.config.latent_dim:
+            raise ValueError(f"z must have shape (B, {self.config.latent_dim}), got {tuple(z.shape)}")
+        return self.decoder(z).view(-1, 1, 28, 28)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents -> images in [-1, 1]."""
+        return torch.sigmoid(self.decode_logits(z)) * 2 - 1
+
+
+class Autoencoder(_MLPDecoder):
+    """encoder: image -> one point z; decoder: z -> image. Trained on reconstruction alone."""
+
+    def __init__(self, config: MLPConfig | None = None):
+        super().__init__(config, encoder_out=(config or MLPConfig()).latent_dim)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(check_images(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode_logits(self.encode(x))
+
+
+class VAE(_MLPDecoder):
+    """The same networks, but the encoder outputs a mean and a log-variance for each latent dimension."""
+
+    def __init__(self, config: MLPConfig | None = None):
+        super().__init__(config, encoder_out=2 * (config or MLPConfig()).latent_dim)
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        mean, logvar = self.encoder(check_images(x)).chunk(2, dim=1)          # (B, latent_dim) each
+        return DiagonalGaussian(mean, logvar)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        """Returns (reconstruction logits, posterior q(z|x))."""
+        posterior = self.encode(x)
+        return self.decode_logits(posterior.sample(generator)), posterior
+
+
+@dataclass
+class LossParts:
+    loss: torch.Tensor              # what is minimised: reconstruction + beta * KL (mean per image)
+    reconstruction: torch.Tensor    # -E_q[log p(x|z)] estimated with one sample (mean per image, nats)
+    kl: torch.Tensor                # KL(q(z|x) || p(z)) (mean per image, nats)
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        return -(self.reconstruction + self.kl)
+
+
+def vae_loss(model, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None) -> LossParts:
+    """The negative ELBO with a weight beta on the prior-matching term (beta = 1: the true ELBO)."""
+    beta = check_beta(beta)
+    logits, posterior = model(x, generator)
+    recon, kl = reconstruction_nll(logits, x).mean(), posterior.kl().mean()
+    return LossParts(recon + beta * kl, recon, kl)
+
+
+def autoencoder_loss(model, batch, generator) -> torch.Tensor:
+    x = batch[0]
+    return reconstruction_nll(model(x), x).mean()
+
+
+class VAEObjective:
+    """A loss_fn for sdlib.train.fit that logs both ELBO terms."""
+
+    def __init__(self, beta: float = 1.0):
+        self.beta = check_beta(beta)
+
+    def __call__(self, model, batch, generator):
+        parts = vae_loss(model, batch[0], self.beta, generator)
+        return parts.loss, {"reconstruction": parts.reconstruction.item(), "kl": parts.kl.item()}
+
+
+# -- the convolutional KL autoencoder for latent diffusion --------------------------------------
+
+@dataclass
+class KLConfig:
+    channels: tuple[int, ...] = (32, 64)    # widths at 28×28 and 14×14 (and 7×7 the last)
+    latent_channels: int = 4
+    groups: int = 8
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Res(nn.Module):
+    def __init__(self, c: int, groups: int):
+        super().__init__()
+        self.block = nn.Sequential(nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1),
+                                   nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))
+
+    def forward(self, x):
+        return x + self.block(x)
+
+
+class KLAutoencoder(nn.Module):
+    """28×28×1 images <-> 4×7×7 latents. `encode` returns a DiagonalGaussian, `decode` images in [-1, 1].
+
+    `latent_scale` (a buffer, saved with the weights) multiplies latents on the way to the diffusion
+    model and divides them on the way back; `set_latent_scale` measures it on data.
+    """
+
+    def __init__(self, config: KLConfig | None = None):
+        super().__init__()
+        self.config = c = config or KLConfig()
+        c1, c2 = c.channels
+        g = c.groups
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), _Res(c1, g),                              # (B, c1, 28, 28)
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), _Res(c2, g),                   # (B, c2, 14, 14)
+            nn.Conv2d(c2, c2, 3, stride=2, padding=1), _Res(c2, g),                   # (B, c2, 7, 7)
+            nn.GroupNorm(g, c2), nn.SiLU(), nn.Conv2d(c2, 2 * c.latent_channels, 3, padding=1))  # mean, logvar
+        self.decoder = nn.Sequential(
+            nn.Conv2d(c.latent_channels, c2, 3, padding=1), _Res(c2, g),              # (B, c2, 7, 7)
+            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c2, c2, 3, padding=1), _Res(c2, g),   # 14×14
+            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c2, c1, 3, padding=1), _Res(c1, g),   # 28×28
+            nn.GroupNorm(g, c1), nn.SiLU(), nn.Conv2d(c1, 1, 3, padding=1))           # ink logits
+        self.register_buffer("latent_scale", torch.tensor(1.0))
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return (self.config.latent_channels, 7, 7)
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        mean, logvar = self.encoder(check_images(x)).chunk(2, dim=1)                  # (B, 4, 7, 7) each
+        return DiagonalGaussian(mean, logvar)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        validate.floating(z, "z")
+        if z.dim() != 4 or tuple(z.shape[1:]) != self.latent_shape:
+            raise ValueError(f"latents must have shape (B, {', '.join(map(str, self.latent_shape))}), "
+                             f"got {tuple(z.shape)}")
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (unscaled) -> images in [-1, 1]."""
+        return torch.sigmoid(self.decode_logits(z)) * 2 - 1
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        posterior = self.encode(x)
+        return self.decode_logits(posterior.sample(generator)), posterior
+
+    # latent diffusion works on scaled latents of roughly unit variance
+    @torch.no_grad()
+    def set_latent_scale(self, images: torch.Tensor, batch_size: int = 1000) -> float:
+        """latent_scale = 1 / (standard deviation of the posterior means over `images`)."""
+        device = next(self.parameters()).device
+        means = torch.cat([self.encode(chunk.to(device)).mean for chunk in images.split(batch_size)])
+        self.latent_scale.fill_(1.0 / means.std().item())
+        return self.latent_scale.item()
+
+    @torch.no_grad()
+    def encode_scaled(self, x: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
+        posterior = self.encode(x)
+        z = posterior.sample(generator) if sample else posterior.mode()
+        return z * self.latent_scale
+
+    @torch.no_grad()
+    def decode_scaled(self, z_scaled: torch.Tensor) -> torch.Tensor:
+        return self.decode(z_scaled / self.latent_scale)
+
+
+def build_vae(config: dict) -> KLAutoencoder:
+    """Builder used by sdlib.pretrained."""
+    return KLAutoencoder(KLConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}))

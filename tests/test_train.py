@@ -1,0 +1,124 @@
+import pytest
+import torch
+from torch import nn
+
+from sdlib.train import EMA, TrainConfig, _lr_factor, batch_indices, fit, load_checkpoint
+
+
+def regression_data(n=256):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    return x, x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1 * torch.randn(n, generator=g)
+
+
+def mse(model, batch, generator):
+    x, y = batch
+    noise = torch.randn(x.shape, generator=generator, device=generator.device) * 0.01   # uses the generator
+    pred = model(x + noise).squeeze(1)
+    return ((pred - y) ** 2).mean(), {"abs_error": (pred - y).abs().mean().item()}
+
+
+def make_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+
+
+def config(**kw):
+    base = dict(steps=40, batch_size=32, lr=1e-2, warmup=5, checkpoint_every=10, device="cpu", ema_decay=0.9)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_training_lowers_the_loss_and_logs_extra_curves():
+    result = fit(make_model(), mse, regression_data(), config(steps=200), progress=False)
+    h = result.history
+    assert len(h["loss"]) == 200 and len(h["abs_error"]) == 200
+    assert sum(h["loss"][-20:]) < 0.1 * sum(h["loss"][:20])
+    assert result.ema is not None and result.best is result.ema
+
+
+def test_resume_from_a_periodic_checkpoint_continues_exactly(tmp_path):
+    data, path, kept = regression_data(), tmp_path / "run.pt", tmp_path / "step20.pt"
+
+    def keep_step_20(step, logs):
+        if step == 20:                         # the checkpoint written at step 20 (checkpoint_every=10)
+            kept.write_bytes(path.read_bytes())
+
+    straight = fit(make_model(), mse, data, config(), checkpoint=path, progress=False, on_step=keep_step_20)
+    assert load_checkpoint(kept)["step"] == 20
+    resumed = fit(make_model(), mse, data, config(), checkpoint=kept, progress=False)
+    assert resumed.steps == 40 and resumed.history["loss"] == straight.history["loss"]
+    assert all(isinstance(v, float) for v in resumed.history["loss"])
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.ema.state_dict().values(), resumed.ema.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_interrupt_saves_a_checkpoint_and_resume_finishes(tmp_path):
+    data, path, calls = regression_data(), tmp_path / "run.pt", {"n": 0}
+
+    def flaky(model, batch, generator):
+        calls["n"] += 1
+        if calls["n"] == 23:
+            raise KeyboardInterrupt            # what the stop button does, mid-step
+        return mse(model, batch, generator)
+
+    result = fit(make_model(), flaky, data, config(), checkpoint=path, progress=False)
+    assert result.interrupted and result.steps == 22
+    assert load_checkpoint(path)["step"] == 22                         # nothing done was lost
+    finished = fit(make_model(), mse, data, config(), checkpoint=path, progress=False)
+    straight = fit(make_model(), mse, data, config(), progress=False)
+    assert finished.steps == 40 and finished.history["loss"] == straight.history["loss"]
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    path = tmp_path / "run.pt"
+    fit(make_model(), mse, regression_data(), config(steps=10), checkpoint=path, progress=False)
+    other = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    with pytest.raises(RuntimeError, match="different model configuration"):
+        fit(other, mse, regression_data(), config(), checkpoint=path, progress=False)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(RuntimeError, match="damaged"):
+        fit(make_model(), mse, regression_data(), config(), checkpoint=path, progress=False)
+
+
+def test_diverging_loss_stops_with_advice():
+    def explode(model, batch, generator):
+        return torch.tensor(float("nan"), requires_grad=True)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        fit(make_model(), explode, regression_data(), config(), progress=False)
+
+
+def test_data_order_is_seeded_and_covers_each_epoch():
+    first_epoch = torch.cat([batch_indices(100, 10, s, seed=1) for s in range(10)])
+    assert sorted(first_epoch.tolist()) == list(range(100))
+    assert torch.equal(batch_indices(100, 10, 13, 1), batch_indices(100, 10, 13, 1))
+    assert not torch.equal(batch_indices(100, 10, 3, 1), batch_indices(100, 10, 13, 1))
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        batch_indices(5, 10, 0, 0)
+
+
+def test_learning_rate_warm_up_and_cosine():
+    c = TrainConfig(steps=110, warmup=10, min_lr_ratio=0.1)
+    assert _lr_factor(c, 0) == pytest.approx(0.1) and _lr_factor(c, 9) == pytest.approx(1.0)
+    assert _lr_factor(c, 60) == pytest.approx(0.55) and _lr_factor(c, 110) == pytest.approx(0.1)
+
+
+def test_ema_warms_up_then_averages():
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)                                    # decay min(0.9, 2/11): mostly the new weights
+    assert ema.model.weight.item() == pytest.approx(1 - 2 / 11)
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.5)
+    with pytest.raises(TypeError, match="TensorDataset"):
+        fit(make_model(), mse, [1, 2, 3], config(), progress=False)

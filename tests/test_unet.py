@@ -1,0 +1,92 @@
+import math
+
+import pytest
+import torch
+
+from sdlib.unet import UNet, UNetConfig, timestep_embedding
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    return UNet(UNetConfig(channels=(16, 32, 32), blocks=1)).eval()
+
+
+def test_output_has_the_input_shape(small):
+    x, t = torch.randn(3, 1, 28, 28), torch.tensor([1, 500, 1000])
+    assert small(x, t).shape == x.shape
+    assert small(x, 7).shape == x.shape                                    # one int for the whole batch
+
+
+@pytest.mark.parametrize("config, shape", [
+    (UNetConfig(in_channels=4, channels=(32, 64), image_size=7), (2, 4, 7, 7)),          # VAE latents
+    (UNetConfig(channels=(16, 32, 32, 32), blocks=2), (2, 1, 28, 28)),                   # 28 -> 14 -> 7 -> 4
+    (UNetConfig(channels=(16, 32), attention=(1,), mid_attention=True, context_dim=24), (2, 1, 28, 28)),
+])
+def test_other_shapes_depths_and_attention(config, shape):
+    model = UNet(config)
+    ctx = torch.randn(shape[0], 5, config.context_dim) if config.context_dim else None
+    assert model(torch.randn(shape), torch.tensor([3, 900]), ctx).shape == shape
+
+
+def test_timestep_embedding_formula():
+    t = torch.tensor([0, 1, 10, 999])
+    emb = timestep_embedding(t, 8)
+    for i in range(4):
+        w = 10_000 ** (-i / 4)
+        torch.testing.assert_close(emb[:, i], torch.sin(t.float() * w))
+        torch.testing.assert_close(emb[:, 4 + i], torch.cos(t.float() * w))
+
+
+def test_time_step_changes_the_output(small):
+    x = torch.randn(1, 1, 28, 28)
+    assert not torch.allclose(small(x, torch.tensor([10])), small(x, torch.tensor([900])))
+
+
+def test_channels_last_gives_the_same_answer(small):
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([5, 600])
+    want = small(x, t)
+    fast = UNet(small.config).eval()
+    fast.load_state_dict(small.state_dict())
+    fast.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast(x, t), want, atol=1e-5, rtol=1e-4)
+
+
+def test_conditional_model_without_a_prompt_uses_the_learned_empty_prompt():
+    model = UNet(UNetConfig(channels=(16, 32), attention=(1,), context_dim=8)).eval()
+    with torch.no_grad():
+        model.null_context.normal_()
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([1, 2])
+    torch.testing.assert_close(model(x, t), model(x, t, model.null_context.expand(2, 1, 8)))
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: (torch.randn(2, 3, 28, 28), torch.tensor([1, 2])), ValueError, r"shape \(B, 1, H, W\)"),
+    (lambda: (torch.randn(1, 28, 28), torch.tensor([1])), ValueError, r"shape \(B, 1, H, W\)"),
+    (lambda: (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.tensor([1, 2])), TypeError, "floating-point"),
+    (lambda: (torch.full((2, 1, 28, 28), 255.0), torch.tensor([1, 2])), ValueError, "to_model_range"),
+    (lambda: (torch.full((2, 1, 28, 28), float("nan")), torch.tensor([1, 2])), ValueError, "NaN"),
+    (lambda: (torch.zeros(2, 1, 28, 28), torch.tensor([0.5, 2.0])), TypeError, "integer tensor"),
+    (lambda: (torch.zeros(2, 1, 28, 28), torch.tensor([1, 2, 3])), ValueError, "one time step per image"),
+    (lambda: (torch.zeros(2, 1, 28, 28), torch.tensor([1, 1001])), ValueError, r"\[0, 1000\]"),
+])
+def test_bad_inputs_are_refused_clearly(small, make, error, message):
+    x, t = make()
+    with pytest.raises(error, match=message):
+        small(x, t)
+
+
+def test_bad_contexts():
+    uncond = UNet(UNetConfig(channels=(16, 32)))
+    cond = UNet(UNetConfig(channels=(16, 32), attention=(1,), context_dim=8))
+    x, t = torch.zeros(2, 1, 28, 28), torch.tensor([1, 2])
+    with pytest.raises(ValueError, match="unconditional"):
+        uncond(x, t, torch.zeros(2, 3, 8))
+    with pytest.raises(ValueError, match=r"shape \(B, L, 8\)"):
+        cond(x, t, torch.zeros(2, 3, 9))
+    with pytest.raises(ValueError, match="context_mask must have shape"):
+        cond(x, t, torch.zeros(2, 3, 8), torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="without a context"):
+        cond(x, t, None, torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="multiple of groups"):
+        UNetConfig(channels=(12, 32))
