@@ -34,6 +34,23 @@ MISTAKES = {
                                    "    mean = (math.sqrt(alpha_bar_prev) * beta_t / (1 - alpha_bar_t)) * x0 \\\n"
                                    "        + (math.sqrt(1 - beta_t) * (1 - alpha_bar_prev) / (1 - alpha_bar_t)) * xt\n"
                                    "    return mean, beta_t\n"),
+    ("03", "simple_loss"): ("def simple_loss(model, x0, t, eps, alpha_bar_t):\n"
+                            "    xt = alpha_bar_t.sqrt() * x0 + (1 - alpha_bar_t).sqrt() * eps\n"
+                            "    return F.mse_loss(model(xt, t), x0)\n"),
+    ("03", "ddpm_step"): ("def ddpm_step(x_t, eps_pred, t, beta_t, alpha_bar_t, z):\n"
+                          "    alpha_t = 1 - beta_t\n"
+                          "    mean = (x_t - (1 - alpha_t) / math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(alpha_t)\n"
+                          "    return mean + math.sqrt(beta_t) * z\n"),
+    ("03", "ddim_step"): ("def ddim_step(x_t, eps_pred, alpha_bar_t, alpha_bar_prev):\n"
+                          "    x0_pred = (x_t - math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(alpha_bar_t)\n"
+                          "    return math.sqrt(alpha_bar_prev) * x0_pred\n"),
+    ("04", "reparameterize"): "def reparameterize(mu, logvar, eps):\n    return mu + torch.exp(logvar) * eps\n",
+    ("04", "kl_standard_normal"): ("def kl_standard_normal(mu, logvar):\n"
+                                   "    return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).mean(1)\n"),
+    ("04", "vae_loss_fn"): ("def vae_loss_fn(logits, x, mu, logvar, beta):\n"
+                            "    recon = F.binary_cross_entropy_with_logits(logits, (x + 1) / 2)\n"
+                            "    kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1)\n"
+                            "    return (recon + beta * kl).mean()\n"),
 }
 
 

@@ -21,8 +21,8 @@ from ..train import TrainConfig, fit
 from ..vae import KLAutoencoder, KLConfig, VAEObjective
 
 RECIPE = "python -m sdlib.recipes.vae"
-VAE_CONFIG = KLConfig(channels=(32, 64), latent_channels=4)
-VAE_TRAIN = TrainConfig(steps=3000, batch_size=128, lr=2e-3, warmup=100, ema_decay=None, channels_last=True,
+VAE_CONFIG = KLConfig(channels=(16, 32), latent_channels=4)
+VAE_TRAIN = TrainConfig(steps=2000, batch_size=128, lr=2e-3, warmup=100, ema_decay=None, channels_last=True,
                         checkpoint_every=500)
 BETA = 1.0
 
