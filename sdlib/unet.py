@@ -173,14 +173,13 @@ class UNet(nn.Module):
         validate.floating(x, "x")
         if x.dim() != 4 or x.shape[1] != c.in_channels:
             raise ValueError(f"x must have shape (B, {c.in_channels}, H, W), got {tuple(x.shape)}")
-        peak = x.detach().abs().amax()
-        if not torch.isfinite(peak):
-            raise ValueError("x contains NaN or infinite values")
-        if peak > 100:
-            raise ValueError(f"x has values up to {peak.item():.3g}: the U-Net expects clean images in [-1, 1] plus "
-                             f"Gaussian noise (|x| below 10 or so); pixels in [0, 255] need "
-                             f"sdlib.data.to_model_range (if this happened while sampling, the sampler diverged: "
-                             f"try clip_x0=True or a better-trained model)")
+        lo, hi = x.detach().aminmax() if x.numel() else (torch.tensor(0.0), torch.tensor(0.0))
+        if not (torch.isfinite(lo) and torch.isfinite(hi)):
+            raise ValueError("x contains NaN or infinite values (if this happened while sampling, the sampler "
+                             "diverged: try clip_x0=True or a better-trained model)")
+        if lo >= 0 and hi > 2:
+            raise ValueError(f"x has values in [{lo.item():.3g}, {hi.item():.3g}]: the U-Net expects images in [-1, 1] "
+                             f"plus Gaussian noise; pixels in [0, 255] need sdlib.data.to_model_range")
         if not isinstance(t, torch.Tensor) or t.is_floating_point() or t.dtype == torch.bool:
             raise TypeError(f"t must be an integer tensor of time steps, got "
                             f"{t.dtype if isinstance(t, torch.Tensor) else type(t).__name__}")

@@ -51,6 +51,12 @@ MISTAKES = {
                             "    recon = F.binary_cross_entropy_with_logits(logits, (x + 1) / 2)\n"
                             "    kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1)\n"
                             "    return (recon + beta * kl).mean()\n"),
+    ("05", "similarity_matrix"): ("def similarity_matrix(image_features, text_features, logit_scale):\n"
+                                  "    return logit_scale.exp() * image_features @ text_features.T\n"),
+    ("05", "contrastive_loss"): ("def contrastive_loss(logits):\n"
+                                 "    return F.cross_entropy(logits, torch.arange(logits.shape[0]))\n"),
+    ("05", "zero_shot_predict"): ("def zero_shot_predict(image_features, class_text_features):\n"
+                                  "    return (image_features @ class_text_features.T).argmax(dim=1)\n"),
 }
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import NOTEBOOKS, ROOT
 
-LESSONS = ["01_probability_and_elbo", "02_forward_noising"]
+LESSONS = ["01_probability_and_elbo", "02_forward_noising", "03_ddpm_mnist", "04_vae", "05_clip"]
 
 
 def test_the_lessons_are_there():
