@@ -76,6 +76,13 @@ def test_bad_inputs_are_refused_clearly(small, make, error, message):
         small(x, t)
 
 
+def test_a_diverging_sampler_is_not_mistaken_for_pixels(small):
+    """Values far outside [-1, 1] but of both signs (an untrained model's samples blow up by up to
+    1/sqrt(alpha_bar_T) ≈ 160) are passed on; only non-negative large inputs look like [0, 255] pixels."""
+    x = torch.randn(2, 1, 28, 28) * 100
+    assert small(x, torch.tensor([5, 5])).shape == x.shape
+
+
 def test_bad_contexts():
     uncond = UNet(UNetConfig(channels=(16, 32)))
     cond = UNet(UNetConfig(channels=(16, 32), attention=(1,), context_dim=8))

@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .. import pretrained, runtime
-from ..captions import DIGIT_WORDS, StyleThresholds, all_caption_words, classify_styles, random_captions
+from ..captions import (DIGIT_WORDS, LEAN_WORDS, SIZE_WORDS, THICKNESS_WORDS, Styles, StyleThresholds,
+                        all_caption_words, classify_styles, random_captions)
 from ..clip import CLIP, CLIPConfig, clip_loss, zero_shot
 from ..data import load_mnist
 from ..train import TrainConfig, fit
@@ -43,8 +44,6 @@ class CLIPObjective:
         self.multi_positive = multi_positive
 
     def __call__(self, model, batch, generator):
-        from ..captions import Styles
-
         images, labels, thickness, lean, size = batch
         cpu = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
         texts = random_captions(labels.cpu(), Styles(thickness.cpu(), lean.cpu(), size.cpu()), cpu)
@@ -52,7 +51,6 @@ class CLIPObjective:
         logits = model(images, ids, mask)
         same = (ids[:, None, :] == ids[None, :, :]).all(-1) if self.multi_positive else None
         loss = clip_loss(logits, same)
-        accuracy = (logits.argmax(1) == torch.arange(len(ids), device=ids.device)).float().mean()
         return loss, {"temperature": 1 / model.logit_scale.exp().item()}
 
 
@@ -80,16 +78,15 @@ def zero_shot_style(model: CLIP, images, labels, codes, words: dict[int, str]) -
         if sel.sum() == 0:
             continue
         name = DIGIT_WORDS[digit]
-        prompts = [f"a {words[k]} {name}" if k in words and words[k] not in ("leaning left", "leaning right", "upright")
-                   else f"a {name} {words[k]}" for k in keys]
+        # style words go where captions put them: "a thick seven", "a seven leaning left"
+        prompts = [f"a {name} {words[k]}" if words[k] in LEAN_WORDS.values() else f"a {words[k]} {name}"
+                   for k in keys]
         probs = zero_shot(model, images[sel], prompts)
         correct += (torch.tensor(keys)[probs.argmax(1)] == codes[sel]).sum().item()
     return correct / keep.sum().item()
 
 
 def measure(model: CLIP, thresholds: StyleThresholds) -> dict:
-    from ..captions import LEAN_WORDS, SIZE_WORDS, THICKNESS_WORDS
-
     test = load_mnist("test")
     s = classify_styles(test.images, test.labels, thresholds)
     digits = (zero_shot_digits(model, test.images).argmax(1) == test.labels).float().mean().item()
