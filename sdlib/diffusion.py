@@ -34,8 +34,9 @@ def ddpm_loss(model, schedule: NoiseSchedule, x0: torch.Tensor, generator: torch
 class DDPMObjective:
     """A `loss_fn` for sdlib.train.fit: the simple loss on the first tensor of each batch.
 
-    encode_prompts(batch) -> (context, mask), optional: turns the rest of the batch (labels, token ids)
-    into the U-Net's context; p_uncond: fraction of prompts dropped (replaced by the empty prompt).
+    encode_prompts(batch, generator) -> (context, mask), optional: turns the rest of the batch (labels,
+    style codes, token ids) into the U-Net's context (e.g. sdlib.conditioning.CaptionedPrompts);
+    p_uncond: fraction of prompts dropped (replaced by the empty prompt).
     """
 
     def __init__(self, schedule: NoiseSchedule, encode_prompts=None, p_uncond: float = 0.0):
@@ -47,7 +48,7 @@ class DDPMObjective:
         x0 = batch[0]
         context = mask = None
         if self.encode_prompts is not None:
-            context, mask = self.encode_prompts(batch)
+            context, mask = self.encode_prompts(batch, generator)
             if self.p_uncond > 0:
                 where = generator.device if generator is not None else x0.device
                 drop = (torch.rand(x0.shape[0], generator=generator, device=where) < self.p_uncond).to(x0.device)

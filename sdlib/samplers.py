@@ -152,11 +152,31 @@ class ClassifierFreeGuidance:
     def __init__(self, model, context: torch.Tensor, w: float, context_mask: torch.Tensor | None = None,
                  negative_context: torch.Tensor | None = None, negative_mask: torch.Tensor | None = None):
         self.w = validate.finite_number(w, "guidance scale w")
+        validate.floating(context, "context")
+        if context.dim() != 3:
+            raise ValueError(f"context must have shape (B, L, width), got {tuple(context.shape)}")
+        for name, c, m in (("context_mask", context, context_mask), ("negative_mask", negative_context, negative_mask)):
+            if m is not None and (c is None or tuple(m.shape) != tuple(c.shape[:2])):
+                raise ValueError(f"{name} must have shape (B, L) = {None if c is None else tuple(c.shape[:2])} to "
+                                 f"match its context, got {tuple(m.shape)}")
+        width = getattr(getattr(model, "config", None), "context_dim", None)
+        if width is not None and context.shape[2] != width:
+            raise ValueError(f"context must have shape (B, L, {width}) for this U-Net (config.context_dim), "
+                             f"got {tuple(context.shape)}: was it made by a different text encoder?")
+        if negative_context is not None and (negative_context.dim() != 3 or negative_context.shape[2] != context.shape[2]):
+            raise ValueError(f"negative_context must have shape (B, L, {context.shape[2]}) like the context, "
+                             f"got {tuple(negative_context.shape)}")
         self.model, self.context, self.context_mask = model, context, context_mask
         if negative_context is not None and negative_context.shape[0] != context.shape[0]:
             raise ValueError(f"the negative prompt batch has {negative_context.shape[0]} entries but the prompts "
                              f"have {context.shape[0]}: give one negative prompt, or one per prompt")
         self.negative_context, self.negative_mask = negative_context, negative_mask
+
+    def select(self, index: slice) -> "ClassifierFreeGuidance":
+        """The same guidance for a slice of the prompts (used by `sample` to work in batches)."""
+        part = lambda x: None if x is None else x[index]
+        return ClassifierFreeGuidance(self.model, self.context[index], self.w, part(self.context_mask),
+                                      part(self.negative_context), part(self.negative_mask))
 
     def _uncond_context(self, b):
         if self.negative_context is not None:
@@ -173,9 +193,11 @@ class ClassifierFreeGuidance:
         b = x.shape[0]
         if self.context.shape[0] != b:
             raise ValueError(f"the batch has {b} images but the context has {self.context.shape[0]} prompts")
-        if self.w == 1.0:
+        if self.w == 1.0:                                   # w = 1: the conditional model alone
             return self.model(x, t, self.context, self.context_mask)
         uncond, uncond_mask = self._uncond_context(b)
+        if self.w == 0.0:                                   # w = 0: the unconditional (or negative) branch alone
+            return self.model(x, t, uncond, uncond_mask)
         cond_mask = self.context_mask
         if cond_mask is None and uncond_mask is not None:
             cond_mask = torch.ones(self.context.shape[:2], dtype=torch.bool, device=x.device)
@@ -223,8 +245,10 @@ def sample(denoiser: Callable, sampler, shape=None, *, x_T: torch.Tensor | None 
     if batch_size is not None and batch_size < len(x_T):
         if trajectory:
             raise ValueError("trajectory=True needs all samples in one batch (batch_size=None)")
-        return torch.cat([sample(denoiser, sampler, x_T=chunk, generator=generator, progress=progress)
-                          for chunk in x_T.split(batch_size)])
+        # A denoiser that holds one prompt per image (ClassifierFreeGuidance) is cut to match each batch.
+        part = getattr(denoiser, "select", lambda index: denoiser)
+        return torch.cat([sample(part(slice(i, i + batch_size)), sampler, x_T=x_T[i:i + batch_size],
+                                 generator=generator, progress=progress) for i in range(0, len(x_T), batch_size)])
     from tqdm.auto import tqdm
 
     x, record = x_T, Trajectory()

@@ -102,3 +102,150 @@ class NoiseExplorer:
         box = widgets.VBox([slider, out])
         box.slider = slider  # so code (and tests) can move it: box.slider.value = 500
         return box
+
+
+class GuidanceExplorer:
+    """Lesson 07: the same prompts and the same starting noise sampled at a chosen guidance scale w.
+
+    render(w) samples one image per prompt with classifier-free guidance (DDIM, `steps` steps) and
+    shows them with the stroke width the caption functions measure under each image; widget()
+    puts a slider over w. Samples are cached per w, so going back to a value is instant.
+    """
+
+    def __init__(self, model, encoder, prompts: list[str], sampler, seed: int = 0, negative_prompt=None):
+        from .samplers import randn
+
+        self.model, self.encoder, self.prompts, self.sampler = model, encoder, list(prompts), sampler
+        self.negative_prompt = negative_prompt
+        self.seed = seed
+        c = model.config
+        self.x_T = randn((len(self.prompts), c.in_channels, c.image_size, c.image_size),
+                         torch.Generator().manual_seed(seed), next(model.parameters()).device)
+        self.cache: dict[float, torch.Tensor] = {}
+        self.renders = 0
+
+    def images(self, w: float) -> torch.Tensor:
+        from .conditioning import generate
+
+        w = float(w)
+        if w not in self.cache:
+            # generate() draws x_T from the generator first: the same seed gives the same x_T for every w.
+            self.cache[w] = generate(self.model, self.encoder, self.prompts, w, self.sampler,
+                                     negative_prompt=self.negative_prompt,
+                                     generator=torch.Generator().manual_seed(self.seed)).cpu()
+        return self.cache[w]
+
+    def render(self, w: float):
+        from .captions import stroke_width
+
+        x = self.images(w)
+        widths = stroke_width(x)
+        n = len(self.prompts)
+        fig, axes = plt.subplots(1, n, figsize=(1.3 * n, 1.9), squeeze=False)
+        for ax, img, prompt, sw in zip(axes[0], x, self.prompts, widths.tolist()):
+            ax.imshow(to_unit_range(img)[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(prompt, fontsize=7)
+            ax.set_xlabel(f"stroke {sw:.1f}px", fontsize=7)
+            ax.set_xticks([]), ax.set_yticks([])
+        fig.suptitle(f"w = {float(w):g}" + ("  (no guidance)" if float(w) == 1 else "  (unconditional)" if float(w) == 0
+                                           else ""), fontsize=10)
+        fig.tight_layout()
+        self.renders += 1
+        return fig
+
+    def widget(self, w: float = 3.0, max_w: float = 10.0):
+        """A slider over w that redraws `render(w)` below it. Returns the ipywidgets.VBox."""
+        import ipywidgets as widgets
+        from IPython.display import display
+
+        slider = widgets.FloatSlider(value=w, min=0.0, max=max_w, step=0.5, description="w",
+                                     continuous_update=False, layout=widgets.Layout(width="60%"))
+        out = widgets.Output()
+
+        def redraw(change=None):
+            with out:
+                out.clear_output(wait=True)
+                fig = self.render(slider.value)
+                display(fig)
+                plt.close(fig)
+
+        slider.observe(redraw, names="value")
+        redraw()
+        box = widgets.VBox([slider, out])
+        box.slider = slider
+        return box
+
+
+class PipelineExplorer:
+    """Lesson 08: the latent pipeline with sliders for the guidance scale, the number of DDIM steps and,
+    when `images` are given, the image-to-image strength (the inputs are shown in the first row).
+
+    render(w, steps, strength) draws one figure; results are cached per setting.
+    """
+
+    def __init__(self, pipe, prompts: list[str], images: torch.Tensor | None = None, seed: int = 0):
+        self.pipe, self.prompts, self.images, self.seed = pipe, list(prompts), images, seed
+        if images is not None and len(images) != len(self.prompts):
+            raise ValueError(f"give one prompt per image: {len(images)} images, {len(self.prompts)} prompts")
+        self.cache: dict[tuple, torch.Tensor] = {}
+        self.renders = 0
+
+    def results(self, w: float, steps: int, strength: float = 1.0) -> torch.Tensor:
+        key = (float(w), int(steps), float(strength))
+        if key not in self.cache:
+            if self.images is None:
+                out = self.pipe.text_to_image(self.prompts, guidance_scale=w, steps=int(steps), seed=self.seed)
+            else:
+                out = self.pipe.image_to_image(self.images, self.prompts, strength=float(strength), guidance_scale=w,
+                                               steps=int(steps), seed=self.seed)
+            self.cache[key] = out.images
+        return self.cache[key]
+
+    def render(self, w: float, steps: int, strength: float = 1.0):
+        x = self.results(w, steps, strength)
+        rows = [self.images, x] if self.images is not None else [x]
+        n = len(self.prompts)
+        fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.5 * len(rows) + 0.4), squeeze=False)
+        for r, batch in enumerate(rows):
+            for ax, img in zip(axes[r], batch):
+                ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                ax.set_xticks([]), ax.set_yticks([])
+        for ax, prompt in zip(axes[-1], self.prompts):
+            ax.set_xlabel(prompt, fontsize=7)
+        if self.images is not None:
+            axes[0, 0].set_ylabel("input", fontsize=8)
+        title = f"w = {float(w):g}, {int(steps)} DDIM steps" + (f", strength {float(strength):g}"
+                                                                if self.images is not None else "")
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        self.renders += 1
+        return fig
+
+    def widget(self, w: float = 3.0, steps: int = 25, strength: float = 0.6):
+        """Sliders for w, steps (and strength with images); each change redraws. Returns the ipywidgets.VBox."""
+        import ipywidgets as widgets
+        from IPython.display import display
+
+        sliders = {"w": widgets.FloatSlider(value=w, min=0.0, max=10.0, step=0.5, description="w",
+                                            continuous_update=False),
+                   "steps": widgets.IntSlider(value=steps, min=1, max=100, step=1, description="steps",
+                                              continuous_update=False)}
+        if self.images is not None:
+            sliders["strength"] = widgets.FloatSlider(value=strength, min=0.0, max=1.0, step=0.05,
+                                                      description="strength", continuous_update=False)
+        out = widgets.Output()
+
+        def redraw(change=None):
+            with out:
+                out.clear_output(wait=True)
+                fig = self.render(sliders["w"].value, sliders["steps"].value,
+                                  sliders["strength"].value if "strength" in sliders else 1.0)
+                display(fig)
+                plt.close(fig)
+
+        for s in sliders.values():
+            s.observe(redraw, names="value")
+        redraw()
+        box = widgets.VBox([*sliders.values(), out])
+        box.sliders = sliders
+        return box

@@ -78,3 +78,20 @@ def test_spatial_transformer_starts_as_the_identity_and_learns():
     assert not torch.allclose(block(x, torch.randn(2, 3, 8)), x)
     tb = TransformerBlock(16, 2, context_dim=8)
     assert tb(torch.randn(2, 5, 16), torch.randn(2, 3, 8)).shape == (2, 5, 16)
+
+
+def test_cross_attention_keeps_its_weights_for_attention_maps():
+    """keep_weights (lesson 06's attention maps) runs the written-out path: same output as the fused
+    kernel, weights (B, heads, Lq, Lk) that sum to 1 over the keys and are exactly 0 on padding."""
+    torch.manual_seed(2)
+    cross = MultiHeadAttention(16, heads=4, context_dim=12)
+    x, ctx = torch.randn(2, 49, 16), torch.randn(2, 6, 12)
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+    fused = cross(x, ctx, mask=mask)
+    assert cross.last_weights is None
+    cross.keep_weights = True
+    torch.testing.assert_close(cross(x, ctx, mask=mask), fused, atol=1e-5, rtol=1e-4)
+    w = cross.last_weights
+    assert w.shape == (2, 4, 49, 6) and not w.requires_grad
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 49))
+    assert w[1, :, :, 3:].abs().max() == 0

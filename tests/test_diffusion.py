@@ -31,7 +31,7 @@ def test_prompt_dropout_uses_the_learned_empty_prompt():
     assert new_mask[0].tolist() == [True, False, False, False] and torch.equal(new_mask[1], mask[1])
 
     seen = []
-    encode = lambda batch: (ctx[: len(batch[0])], mask[: len(batch[0])])
+    encode = lambda batch, generator: (ctx[: len(batch[0])], mask[: len(batch[0])])
     objective = DDPMObjective(S, encode_prompts=encode, p_uncond=1.0)
     original = model.forward
     model.forward = lambda x, t, c=None, m=None: seen.append(c) or original(x, t, c, m)

@@ -97,3 +97,17 @@ def test_bad_contexts():
         cond(x, t, None, torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="multiple of groups"):
         UNetConfig(channels=(12, 32))
+
+
+def test_padded_prompt_tokens_do_not_change_the_prediction_but_the_prompt_does():
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(channels=(16, 32), mid_attention=True, context_dim=8)).eval()
+    torch.nn.init.normal_(model.mid_attn.proj_out.weight, std=0.1)    # starts at zero: the prompt would not act
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 700])
+    ctx, mask = torch.randn(2, 5, 8), torch.tensor([[True] * 5, [True, True, False, False, False]])
+    with torch.no_grad():
+        want = model(x, t, ctx, mask)
+        garbage = ctx.clone()
+        garbage[~mask] = 100.0
+        torch.testing.assert_close(model(x, t, garbage, mask), want)
+        assert not torch.allclose(model(x, t, torch.randn(2, 5, 8), mask), want)

@@ -45,3 +45,55 @@ def test_bad_arguments(explorer):
         NoiseExplorer(torch.zeros(28, 28), NoiseSchedule.linear())
     with pytest.raises(ValueError, match="same T"):
         NoiseExplorer(torch.zeros(1, 28, 28), [NoiseSchedule.linear(10), NoiseSchedule.linear(20)])
+
+
+def test_guidance_explorer_samples_once_per_w_and_reuses_the_noise():
+    from sdlib.captions import all_caption_words
+    from sdlib.clip import CLIP, CLIPConfig
+    from sdlib.conditioning import PromptEncoder
+    from sdlib.samplers import DDIMSampler
+    from sdlib.unet import UNet, UNetConfig
+    from sdlib.widgets import GuidanceExplorer
+
+    torch.manual_seed(0)
+    encoder = PromptEncoder(CLIP(CLIPConfig(vocab=all_caption_words(), context_length=8, width=8, layers=1, heads=2,
+                                            embed_dim=8, image_channels=(8, 8))))
+    model = UNet(UNetConfig(channels=(8, 16), groups=4, patch_size=2, mid_attention=True, context_dim=8)).eval()
+    explorer = GuidanceExplorer(model, encoder, ["a thick two", "a thin two"], DDIMSampler(NoiseSchedule.linear(), 2))
+    box = explorer.widget(w=3.0)
+    assert isinstance(box, ipywidgets.VBox) and explorer.renders == 1
+    box.slider.value = 5.0
+    assert explorer.renders == 2 and set(explorer.cache) == {3.0, 5.0}
+    a = explorer.images(3.0)
+    assert a.shape == (2, 1, 28, 28) and explorer.images(3.0) is a          # cached, not sampled again
+    fig = explorer.render(1.0)
+    assert "no guidance" in fig._suptitle.get_text() and "a thick two" in fig.axes[0].get_title()
+    plt.close("all")
+
+
+def test_pipeline_explorer_redraws_on_each_slider():
+    from sdlib.captions import all_caption_words
+    from sdlib.clip import CLIP, CLIPConfig
+    from sdlib.conditioning import PromptEncoder
+    from sdlib.pipeline import LatentDiffusion
+    from sdlib.unet import UNet, UNetConfig
+    from sdlib.vae import KLAutoencoder, KLConfig
+    from sdlib.widgets import PipelineExplorer
+
+    torch.manual_seed(0)
+    encoder = PromptEncoder(CLIP(CLIPConfig(vocab=all_caption_words(), context_length=8, width=8, layers=1, heads=2,
+                                            embed_dim=8, image_channels=(8, 8))))
+    pipe = LatentDiffusion(KLAutoencoder(KLConfig(channels=(8, 8), groups=4)), encoder,
+                           UNet(UNetConfig(in_channels=4, image_size=7, channels=(8, 16), groups=4, mid_attention=True,
+                                           context_dim=8)))
+    images = torch.zeros(2, 1, 28, 28)
+    explorer = PipelineExplorer(pipe, ["a one", "a two"], images=images)
+    box = explorer.widget(w=2.0, steps=2, strength=0.5)
+    assert set(box.sliders) == {"w", "steps", "strength"} and explorer.renders == 1
+    box.sliders["strength"].value = 0.0
+    torch.testing.assert_close(explorer.results(2.0, 2, 0.0), images)        # strength 0: the input itself
+    box.sliders["steps"].value = 3
+    assert explorer.renders == 3 and len(explorer.cache) == 3
+    with pytest.raises(ValueError, match="one prompt per image"):
+        PipelineExplorer(pipe, ["a one"], images=images)
+    plt.close("all")

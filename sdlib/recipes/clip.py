@@ -12,12 +12,12 @@ import argparse
 import sys
 
 import torch
-from torch.utils.data import TensorDataset
 
 from .. import pretrained, runtime
-from ..captions import (DIGIT_WORDS, LEAN_WORDS, SIZE_WORDS, THICKNESS_WORDS, Styles, StyleThresholds,
-                        all_caption_words, classify_styles, random_captions)
+from ..captions import (DIGIT_WORDS, LEAN_WORDS, SIZE_WORDS, THICKNESS_WORDS, StyleThresholds, all_caption_words,
+                        classify_styles)
 from ..clip import CLIP, CLIPConfig, clip_loss, zero_shot
+from ..conditioning import batch_captions, captioned_dataset
 from ..data import load_mnist
 from ..train import TrainConfig, fit
 
@@ -28,15 +28,6 @@ CLIP_TRAIN = TrainConfig(steps=2500, batch_size=256, lr=2e-3, weight_decay=0.05,
 DIGIT_PROMPTS = ["the number {}", "a {}", "{}"]
 
 
-def captioned_dataset(split: str = "train", subset=None, thresholds: StyleThresholds | None = None):
-    """(dataset of images, labels and style codes, thresholds): the captions are drawn during training."""
-    data = load_mnist(split, subset=subset)
-    if thresholds is None:
-        thresholds = StyleThresholds.measure(data.images, data.labels)
-    s = classify_styles(data.images, data.labels, thresholds)
-    return TensorDataset(data.images, data.labels, s.thickness, s.lean, s.size), thresholds
-
-
 class CLIPObjective:
     """A loss_fn for sdlib.train.fit: draws a random true caption per image, then the CLIP loss."""
 
@@ -44,9 +35,8 @@ class CLIPObjective:
         self.multi_positive = multi_positive
 
     def __call__(self, model, batch, generator):
-        images, labels, thickness, lean, size = batch
-        cpu = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
-        texts = random_captions(labels.cpu(), Styles(thickness.cpu(), lean.cpu(), size.cpu()), cpu)
+        images = batch[0]
+        texts = batch_captions(batch, generator)
         ids, mask = model.tokenize(texts)
         logits = model(images, ids, mask)
         same = (ids[:, None, :] == ids[None, :, :]).all(-1) if self.multi_positive else None
