@@ -70,7 +70,7 @@ class LatentDiffusion:
     def text_to_image(self, prompts, negative_prompt=None, guidance_scale: float = 3.0, steps: int = 50, *,
                       seed: int | None = 0, generator: torch.Generator | None = None, batch_size: int = 250,
                       kind: str = "ddim", eta: float = 0.0, return_steps: bool = False,
-                      progress: bool = False) -> PipelineOutput:
+                      progress: bool = True) -> PipelineOutput:
         """Images for `prompts` (a string or a list) from pure noise."""
         prompts = _prompt_list(prompts)
         return self._run(prompts, negative_prompt, guidance_scale, steps, seed, generator, batch_size, kind, eta,
@@ -80,7 +80,7 @@ class LatentDiffusion:
     def image_to_image(self, images: torch.Tensor, prompts, strength: float = 0.6, negative_prompt=None,
                        guidance_scale: float = 3.0, steps: int = 50, *, seed: int | None = 0,
                        generator: torch.Generator | None = None, batch_size: int = 250, return_steps: bool = False,
-                       progress: bool = False) -> PipelineOutput:
+                       progress: bool = True) -> PipelineOutput:
         """SDEdit: encode `images` ((B, 1, 28, 28) in [0, 1]), noise them to the step that `strength` selects
         (strength · T, 0: the input unchanged, 1: pure noise, the input ignored), then denoise with the prompts."""
         images = self._check_images(images, "images")
@@ -88,7 +88,10 @@ class LatentDiffusion:
         strength = validate.finite_number(strength, "strength")
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must lie in [0, 1] (0: return the input, 1: ignore it), got {strength}")
-        if strength == 0.0:
+        if strength == 0.0:                                        # nothing to do, but the settings must be valid
+            validate.finite_number(guidance_scale, "guidance_scale")
+            validate.positive_int(steps, "steps", minimum=1, maximum=self.schedule.T)
+            _negatives(negative_prompt, len(prompts))
             z0 = self.vae.encode_scaled(images.to(self.device) * 2 - 1).cpu()
             return PipelineOutput(images.clone().cpu(), z0)
         return self._run(prompts, negative_prompt, guidance_scale, steps, seed, generator, batch_size, "ddim", 0.0,
@@ -98,7 +101,7 @@ class LatentDiffusion:
     def inpaint(self, images: torch.Tensor, masks: torch.Tensor, prompts, negative_prompt=None,
                 guidance_scale: float = 3.0, steps: int = 50, *, seed: int | None = 0,
                 generator: torch.Generator | None = None, batch_size: int = 250, return_steps: bool = False,
-                progress: bool = False) -> PipelineOutput:
+                progress: bool = True) -> PipelineOutput:
         """Repaint where `masks` is 1 ((B, 1, 28, 28) in {0, 1}, or bool) and keep the rest: at every step the
         kept part of the latent is replaced by the original's latent noised to the same step."""
         images = self._check_images(images, "images")

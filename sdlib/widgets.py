@@ -194,10 +194,11 @@ class PipelineExplorer:
         key = (float(w), int(steps), float(strength))
         if key not in self.cache:
             if self.images is None:
-                out = self.pipe.text_to_image(self.prompts, guidance_scale=w, steps=int(steps), seed=self.seed)
+                out = self.pipe.text_to_image(self.prompts, guidance_scale=w, steps=int(steps), seed=self.seed,
+                                              progress=False)
             else:
                 out = self.pipe.image_to_image(self.images, self.prompts, strength=float(strength), guidance_scale=w,
-                                               steps=int(steps), seed=self.seed)
+                                               steps=int(steps), seed=self.seed, progress=False)
             self.cache[key] = out.images
         return self.cache[key]
 

@@ -57,6 +57,47 @@ MISTAKES = {
                                  "    return F.cross_entropy(logits, torch.arange(logits.shape[0]))\n"),
     ("05", "zero_shot_predict"): ("def zero_shot_predict(image_features, class_text_features):\n"
                                   "    return (image_features @ class_text_features.T).argmax(dim=1)\n"),
+    ("06", "scaled_dot_product_attention"): ("def scaled_dot_product_attention(q, k, v, mask=None):\n"
+                                             "    scores = q @ k.transpose(-2, -1)\n"
+                                             "    if mask is not None:\n"
+                                             "        scores = scores.masked_fill(~mask[:, None, None, :], float('-inf'))\n"
+                                             "    weights = scores.softmax(dim=-1)\n"
+                                             "    return weights @ v, weights\n"),
+    ("06", "cross_attention"): ("def cross_attention(x, context, context_mask, to_q, to_k, to_v, to_out, heads):\n"
+                                "    B, N, C = x.shape\n"
+                                "    split = lambda t: t.view(B, t.shape[1], heads, C // heads).transpose(1, 2)\n"
+                                "    q, k, v = split(to_q(x)), split(to_k(context)), split(to_v(context))\n"
+                                "    out = F.scaled_dot_product_attention(q, k, v)\n"
+                                "    return to_out(out.transpose(1, 2).reshape(B, N, C))\n"),
+    ("06", "decoder_in_channels"): ("def decoder_in_channels(channels, blocks):\n"
+                                    "    skips = [channels[0]]\n"
+                                    "    for i, c in enumerate(channels):\n"
+                                    "        skips += [c] * blocks + ([c] if i < len(channels) - 1 else [])\n"
+                                    "    width, widths = channels[-1], []\n"
+                                    "    for c in reversed(channels):\n"
+                                    "        for _ in range(blocks + 1):\n"
+                                    "            widths.append(width + skips.pop(0))\n"
+                                    "            width = c\n"
+                                    "    return widths\n"),
+    ("07", "drop_prompt"): ("def drop_prompt(context, mask, null_context, drop):\n"
+                            "    null = null_context.expand(context.shape[0], context.shape[1], -1)\n"
+                            "    return torch.where(drop[:, None, None], null, context), mask\n"),
+    ("07", "cfg"): "def cfg(eps_cond, eps_uncond, w):\n    return (1 + w) * eps_cond - w * eps_uncond\n",
+    ("07", "guided_eps"): ("def guided_eps(model, x, t, context, mask, w):\n"
+                           "    null = model.null_context.expand(context.shape[0], context.shape[1], -1)\n"
+                           "    null_mask = torch.zeros_like(mask)\n"
+                           "    null_mask[:, 0] = True\n"
+                           "    eps_cond = model(x, t, context, mask)\n"
+                           "    eps_uncond = model(x, t, null, null_mask)\n"
+                           "    return w * (eps_cond - eps_uncond) + eps_uncond\n"),
+    ("08", "sdedit_start"): ("def sdedit_start(z0, eps, strength, timesteps, alpha_bar):\n"
+                             "    n = max(1, round(strength * len(timesteps)))\n"
+                             "    remaining = timesteps[:n]\n"
+                             "    ab = alpha_bar[remaining[0]]\n"
+                             "    return ab.sqrt() * z0 + (1 - ab).sqrt() * eps, remaining\n"),
+    ("08", "latent_mask"): "def latent_mask(masks):\n    return F.avg_pool2d(masks.float(), 4)\n",
+    ("08", "inpaint_merge"): ("def inpaint_merge(z_prev, z_known, keep, t_prev, alpha_bar, eps):\n"
+                              "    return keep * z_known + (1 - keep) * z_prev\n"),
 }
 
 
@@ -121,3 +162,39 @@ def test_checker_fails_a_typical_mistake(lesson, name, checker, source):
     with pytest.raises(ExerciseError) as info:
         _checker(lesson, checker)(wrong)
     assert "not written yet" not in str(info.value)
+
+
+# Lesson 06: more typical mistakes, each of which must get its own hint (not only "wrong").
+_ATTN = ("def scaled_dot_product_attention(q, k, v, mask=None):\n"
+         "    scores = q @ k.transpose(-2, -1) / {scale}\n"
+         "    if mask is not None:\n"
+         "        scores = scores.masked_fill({fill})\n"
+         "    weights = scores.softmax(dim={dim})\n"
+         "    return weights @ v, weights\n")
+_OK = dict(scale="math.sqrt(q.shape[-1])", fill="~mask[:, None, None, :], float('-inf')", dim=-1)
+_CROSS = ("def cross_attention(x, context, context_mask, to_q, to_k, to_v, to_out, heads):\n"
+          "    B, N, C = x.shape\n"
+          "    split = lambda t: t.view(B, t.shape[1], heads, C // heads).transpose(1, 2)\n"
+          "    q, k, v = split(to_q({q_from})), split(to_k({kv_from})), split(to_v({kv_from}))\n"
+          "    mask = None if context_mask is None else context_mask[:, None, None, :]\n"
+          "    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)\n"
+          "    return {out}\n")
+_CROSS_OK = dict(q_from="x", kv_from="context", out="to_out(out.transpose(1, 2).reshape(B, N, C))")
+
+
+@pytest.mark.parametrize("name, checker, source, message", [
+    ("scaled_dot_product_attention", "check_attention", _ATTN.format(**{**_OK, "scale": "q.shape[-1]"}), "1/sqrt"),
+    ("scaled_dot_product_attention", "check_attention", _ATTN.format(**{**_OK, "dim": -2}), "wrong axis"),
+    ("scaled_dot_product_attention", "check_attention", _ATTN.format(**{**_OK, "fill": "mask[:, None, None, :], float('-inf')"}), "True for real tokens"),
+    ("scaled_dot_product_attention", "check_attention", _ATTN.format(**{**_OK, "fill": "~mask[:, None, None, :], 0.0"}), "float\\('-inf'\\)"),
+    ("scaled_dot_product_attention", "check_attention", _ATTN.format(**{**_OK, "fill": "~mask[:, None, :, None], float('-inf')"}), "mask\\[:, None, None, :\\]"),
+    ("cross_attention", "check_cross_attention", _CROSS.format(**{**_CROSS_OK, "q_from": "context", "kv_from": "x"}), "queries come from the image"),
+    ("cross_attention", "check_cross_attention", _CROSS.format(**{**_CROSS_OK, "out": "to_out(out.reshape(B, N, C))"}), "merged in the wrong order"),
+    ("cross_attention", "check_cross_attention", _CROSS.format(**{**_CROSS_OK, "out": "out.transpose(1, 2).reshape(B, N, C)"}), "output projection"),
+    ("decoder_in_channels", "check_decoder_channels",
+     MISTAKES[("06", "decoder_in_channels")].replace("width + skips.pop(0)", "width"), "concatenation"),
+    ("decoder_in_channels", "check_decoder_channels", MISTAKES[("06", "decoder_in_channels")], "last-in, first-out"),
+])
+def test_lesson06_checkers_name_the_mistake(name, checker, source, message):
+    with pytest.raises(ExerciseError, match=message):
+        _checker("06", checker)(_define(source, name))

@@ -25,7 +25,7 @@ def check_sdedit_start(sdedit_start) -> None:
         n = max(1, round(strength * len(timesteps)))
         want_steps = timesteps[len(timesteps) - n:]
         remaining = [int(t) for t in remaining]
-        if remaining == timesteps[:n]:
+        if n < len(timesteps) and remaining == timesteps[:n]:
             raise ExerciseError("You kept the first (noisiest) time steps: SDEdit skips those and keeps the last "
                                 "ones, starting part of the way down at timesteps[S - n].")
         expect(remaining == want_steps, f"strength {strength}: expected the last {n} of the {len(timesteps)} steps, "

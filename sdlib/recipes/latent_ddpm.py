@@ -71,7 +71,7 @@ def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_
     out = {"n": n, "sampler": {"name": "DDIM", "steps": 50, "eta": 0.0}, "default_w": DEFAULT_W}
 
     def images_for(prompts, w, generator):
-        return pipe.text_to_image(prompts, guidance_scale=w, generator=generator).images * 2 - 1
+        return pipe.text_to_image(prompts, guidance_scale=w, generator=generator, progress=False).images * 2 - 1
 
     rows = measure_guidance(pipe.unet, pipe.encoder, classifier, (test_features, test.labels), ws, n=n,
                             images_for=images_for, log=log)
@@ -82,7 +82,7 @@ def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_
     labels = test.labels[:n]
     masks = half_masks(n)
     prompts = [f"a {DIGIT_WORDS[d]}" for d in labels.tolist()]
-    inpainted = pipe.inpaint(x, masks, prompts, guidance_scale=DEFAULT_W).images
+    inpainted = pipe.inpaint(x, masks, prompts, guidance_scale=DEFAULT_W, progress=False).images
     probs, _ = metrics.predict(classifier, inpainted * 2 - 1)
     kept = 1 - masks
     kept_error = (((inpainted - x) ** 2) * kept).sum() / kept.sum()
@@ -99,7 +99,7 @@ def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_
     prompts = [f"a {DIGIT_WORDS[d]}" for d in other.tolist()]
     curve = []
     for s in STRENGTHS:
-        y = pipe.image_to_image(x, prompts, strength=s, guidance_scale=DEFAULT_W).images
+        y = pipe.image_to_image(x, prompts, strength=s, guidance_scale=DEFAULT_W, progress=False).images
         probs, _ = metrics.predict(classifier, y * 2 - 1)
         curve.append({"strength": s, "input_digit": round(metrics.prompt_accuracy(probs, labels), 4),
                       "prompted_digit": round(metrics.prompt_accuracy(probs, other), 4)})
@@ -108,9 +108,9 @@ def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_
 
     # Speed: 100 guided samples with DDIM-50, latent vs pixel space.
     prompts = [f"a {DIGIT_WORDS[d % 10]}" for d in range(100)]
-    pipe.text_to_image(prompts[:10], steps=5)                          # warm up
+    pipe.text_to_image(prompts[:10], steps=5, progress=False)                          # warm up
     start = time.perf_counter()
-    pipe.text_to_image(prompts, guidance_scale=DEFAULT_W, steps=50, batch_size=100)
+    pipe.text_to_image(prompts, guidance_scale=DEFAULT_W, steps=50, batch_size=100, progress=False)
     latent_s = time.perf_counter() - start
     speed = {"latent_seconds_100": round(latent_s, 2), "guidance": "cond and uncond in one batch of 200"}
     try:
