@@ -83,23 +83,11 @@ class NoiseExplorer:
     def widget(self, t: int | None = None):
         """A slider over t that redraws `render(t)` below it. Returns the ipywidgets.VBox."""
         import ipywidgets as widgets
-        from IPython.display import display
 
         slider = widgets.IntSlider(value=t if t is not None else self.T // 4, min=0, max=self.T, step=1,
                                    description="t", continuous_update=False,
                                    layout=widgets.Layout(width="60%"))
-        out = widgets.Output()
-
-        def redraw(change=None):
-            with out:
-                out.clear_output(wait=True)
-                fig = self.render(slider.value)
-                display(fig)
-                plt.close(fig)
-
-        slider.observe(redraw, names="value")
-        redraw()
-        box = widgets.VBox([slider, out])
+        box = _sliders_box([slider], lambda: self.render(slider.value))
         box.slider = slider  # so code (and tests) can move it: box.slider.value = 500
         return box
 
@@ -156,22 +144,10 @@ class GuidanceExplorer:
     def widget(self, w: float = 3.0, max_w: float = 10.0):
         """A slider over w that redraws `render(w)` below it. Returns the ipywidgets.VBox."""
         import ipywidgets as widgets
-        from IPython.display import display
 
         slider = widgets.FloatSlider(value=w, min=0.0, max=max_w, step=0.5, description="w",
                                      continuous_update=False, layout=widgets.Layout(width="60%"))
-        out = widgets.Output()
-
-        def redraw(change=None):
-            with out:
-                out.clear_output(wait=True)
-                fig = self.render(slider.value)
-                display(fig)
-                plt.close(fig)
-
-        slider.observe(redraw, names="value")
-        redraw()
-        box = widgets.VBox([slider, out])
+        box = _sliders_box([slider], lambda: self.render(slider.value))
         box.slider = slider
         return box
 
@@ -225,7 +201,6 @@ class PipelineExplorer:
     def widget(self, w: float = 3.0, steps: int = 25, strength: float = 0.6):
         """Sliders for w, steps (and strength with images); each change redraws. Returns the ipywidgets.VBox."""
         import ipywidgets as widgets
-        from IPython.display import display
 
         sliders = {"w": widgets.FloatSlider(value=w, min=0.0, max=10.0, step=0.5, description="w",
                                             continuous_update=False),
@@ -234,19 +209,27 @@ class PipelineExplorer:
         if self.images is not None:
             sliders["strength"] = widgets.FloatSlider(value=strength, min=0.0, max=1.0, step=0.05,
                                                       description="strength", continuous_update=False)
-        out = widgets.Output()
-
-        def redraw(change=None):
-            with out:
-                out.clear_output(wait=True)
-                fig = self.render(sliders["w"].value, sliders["steps"].value,
-                                  sliders["strength"].value if "strength" in sliders else 1.0)
-                display(fig)
-                plt.close(fig)
-
-        for s in sliders.values():
-            s.observe(redraw, names="value")
-        redraw()
-        box = widgets.VBox([*sliders.values(), out])
+        box = _sliders_box(list(sliders.values()), lambda: self.render(
+            sliders["w"].value, sliders["steps"].value, sliders["strength"].value if "strength" in sliders else 1.0))
         box.sliders = sliders
         return box
+
+
+def _sliders_box(sliders, draw):
+    """A VBox of the sliders above an output area that shows draw()'s figure, redrawn when any slider moves."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    out = widgets.Output()
+
+    def redraw(change=None):
+        with out:
+            out.clear_output(wait=True)
+            fig = draw()
+            display(fig)
+            plt.close(fig)
+
+    for slider in sliders:
+        slider.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([*sliders, out])
