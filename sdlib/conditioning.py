@@ -83,14 +83,28 @@ def batch_captions(batch, generator: torch.Generator | None) -> list[str]:
 
 class CaptionedPrompts:
     """`encode_prompts` for sdlib.diffusion.DDPMObjective: a random true caption for each image of the
-    batch (images, labels, thickness, lean, size), encoded by `encoder`."""
+    batch (images, labels, thickness, lean, size), encoded by `encoder`.
 
-    def __init__(self, encoder: PromptEncoder):
+    The encoder is frozen, so a caption's features never change: each distinct caption is encoded once
+    and kept (MNIST's captions have a few hundred wordings), which takes the text encoder out of almost
+    every training step."""
+
+    def __init__(self, encoder: PromptEncoder, cache: bool = True):
         self.encoder = encoder
+        self.cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
 
     def __call__(self, batch, generator=None):
         self.encoder.to(batch[0].device)
-        return self.encoder(batch_captions(batch, generator))
+        captions = batch_captions(batch, generator)
+        if self.cache is None:
+            return self.encoder(captions)
+        new = [c for c in dict.fromkeys(captions) if c not in self.cache]
+        if new:
+            context, mask = self.encoder(new)
+            self.cache.update(zip(new, zip(context, mask)))
+        rows = [self.cache[c] for c in captions]
+        device = batch[0].device
+        return torch.stack([r[0] for r in rows]).to(device), torch.stack([r[1] for r in rows]).to(device)
 
 
 @torch.no_grad()

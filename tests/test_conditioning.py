@@ -87,6 +87,26 @@ def test_captioned_prompts_train_a_conditional_unet_one_step():
     assert model.mid_attn.block.cross_attn.to_k.weight.grad.abs().sum() > 0      # the prompt reaches the U-Net
 
 
+def test_captioned_prompts_cache_matches_the_encoder_and_encodes_each_caption_once():
+    encoder = small_encoder()
+    calls = []
+    hook = encoder.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    labels = torch.tensor([3, 7, 3, 7, 3, 7, 1, 1])
+    codes = torch.zeros(8, dtype=torch.long)
+    batch = (torch.zeros(8, 1, 28, 28), labels, codes, codes, codes)
+    cached = CaptionedPrompts(encoder)
+    for seed in range(3):
+        captions = batch_captions(batch, torch.Generator().manual_seed(seed))
+        context, mask = cached(batch, torch.Generator().manual_seed(seed))
+        hook.remove()
+        direct_context, direct_mask = encoder(captions)
+        hook = encoder.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+        torch.testing.assert_close(context, direct_context)
+        assert torch.equal(mask, direct_mask)
+    assert sum(calls) == len(cached.cache) < 3 * 8                     # each distinct caption encoded once
+    assert CaptionedPrompts(encoder, cache=False).cache is None
+
+
 def test_guidance_runs_both_branches_in_one_pass_and_mixes_them():
     model = Recorder()
     context = torch.ones(3, 2, 4)
