@@ -87,8 +87,24 @@ def save_pretrained(name: str, model: nn.Module, *, kind: str, config: dict, rec
     }
     manifest = read_manifest(directory)
     manifest[name] = entry
-    (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    _write_manifest(manifest, directory)
     return entry
+
+
+def record_metrics(name: str, metrics: dict, directory: str | os.PathLike | None = None) -> dict:
+    """Add measurements taken later (e.g. a slow sampler comparison) to a model's manifest entry, leaving
+    its weights and hash untouched. Returns the updated entry."""
+    directory = Path(directory or WEIGHTS_DIR)
+    manifest = read_manifest(directory)
+    if name not in manifest:
+        raise WeightsError(f"no pretrained model called {name!r} in {directory / MANIFEST_NAME} to add metrics to")
+    manifest[name]["metrics"].update(metrics)
+    _write_manifest(manifest, directory)
+    return manifest[name]
+
+
+def _write_manifest(manifest: dict, directory: Path) -> None:
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def entry(name: str, directory: str | os.PathLike | None = None) -> dict:

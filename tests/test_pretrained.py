@@ -63,3 +63,16 @@ def test_saving_round_trips_in_half_precision(tmp_path):
     loaded = pretrained.load_pretrained("tiny", device="cpu", directory=tmp_path)
     x = torch.rand(2, 1, 28, 28) * 2 - 1
     torch.testing.assert_close(loaded(x), model(x), atol=2e-2, rtol=2e-2)
+
+
+def test_later_metrics_join_the_entry_and_leave_the_weights_alone(tmp_path):
+    from sdlib.metrics import ClassifierConfig, DigitClassifier
+
+    entry = pretrained.save_pretrained("tiny", DigitClassifier(), kind="classifier", config=ClassifierConfig().__dict__,
+                                       recipe="python -m sdlib.recipes.test", metrics={"x": 1}, directory=tmp_path)
+    updated = pretrained.record_metrics("tiny", {"slow": [1, 2]}, directory=tmp_path)
+    assert updated["metrics"] == {"x": 1, "slow": [1, 2]}
+    assert pretrained.entry("tiny", tmp_path) == updated and updated["sha256"] == entry["sha256"]
+    pretrained.load_pretrained("tiny", device="cpu", directory=tmp_path)          # the hash check still passes
+    with pytest.raises(pretrained.WeightsError, match="no pretrained model called 'other'"):
+        pretrained.record_metrics("other", {}, directory=tmp_path)

@@ -2,12 +2,14 @@
 
     python -m sdlib.recipes.ddpm                    # the pretrained model shipped in sdlib/weights
     python -m sdlib.recipes.ddpm --lesson           # the lesson's 10-minute settings, measured the same way
+    python -m sdlib.recipes.ddpm --compare-samplers # no training: DDPM-1000 against DDIM-50 on the shipped weights
 
 The lesson trains `LESSON_UNET` with `LESSON_TRAIN`; the pretrained model is `PRETRAINED_UNET`
 trained longer with `PRETRAINED_TRAIN`. Both use the DDPM paper's linear schedule with T = 1000.
 The measurements (classifier FID against the 10,000 test images, confidence, digit histogram,
 wall time) are printed and stored in the manifest next to the weights:
-- DDPM (1,000 steps) and DDIM (250, 100, 50, 25, 10 steps, eta = 0) on the same 1,000 noises;
+- DDPM (1,000 steps) and DDIM (100, 50, 25, 10 steps, eta = 0) on the same 1,000 noises, and the
+  lessons' sampler (DDIM-100, eta = 1, x̂0 clipped);
 - DDIM-50 over several seeds, for the spread;
 - DDIM-50 on 10,000 samples, against the real-train-vs-test floor on 10,000 images.
 """
@@ -88,6 +90,27 @@ def measure(model, classifier, test_features, *, n=1000, ddpm=True, seeds=2, big
     return out
 
 
+def compare_samplers(model, classifier, test_features, *, n=1000, log=print) -> list[dict]:
+    """DDPM with 1,000 steps (Algorithm 2, sigma_t^2 = beta_t) against DDIM with 50, stochastic (eta = 1)
+    and deterministic (eta = 0), on the same n noises, no clipping anywhere."""
+    s = schedule()
+    rows = []
+    for name, steps, sampler in [("DDPM", 1000, DDPMSampler(s)), ("DDIM, eta = 1", 50, DDIMSampler(s, 50, eta=1.0)),
+                                 ("DDIM, eta = 0", 50, DDIMSampler(s, 50))]:
+        x, seconds = timed_samples(model, sampler, n, seed=0)
+        report = metrics.evaluate_samples(classifier, x, test_features)
+        rows.append({"sampler": name, "steps": steps, "seconds": round(seconds, 1),
+                     "classifier_fid": round(report.classifier_fid, 1), "confident": round(report.confident, 3),
+                     "digit_min": round(report.histogram.min().item(), 3),
+                     "digit_max": round(report.histogram.max().item(), 3)})
+        log(f"{name:>13} {steps:>4} steps: {seconds:7.1f} s  {report}")
+    ddpm = rows[0]
+    for row in rows[1:]:
+        log(f"{row['sampler']}: classifier FID {row['classifier_fid'] / ddpm['classifier_fid'] - 1:+.1%} against "
+            f"DDPM-1000, {ddpm['seconds'] / row['seconds']:.1f}x faster")
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=RECIPE, description=__doc__.split("\n\n")[0])
     parser.add_argument("--lesson", action="store_true", help="train the lesson's small model instead")
@@ -96,8 +119,20 @@ def main(argv=None) -> int:
     parser.add_argument("--no-ddpm", action="store_true", help="skip the slow 1000-step DDPM measurement")
     parser.add_argument("--big-n", type=int, default=0, help="also measure DDIM-50 on this many samples (e.g. 10000)")
     parser.add_argument("--out", default=None, help="weights folder (default: sdlib/weights)")
+    parser.add_argument("--compare-samplers", action="store_true",
+                        help="no training: DDPM-1000 against DDIM-50 on the shipped weights (about 26 minutes), "
+                             "added to their manifest entry")
+    parser.add_argument("--n", type=int, default=1000, help="samples for --compare-samplers")
     args = parser.parse_args(argv)
     rt = runtime.setup(seed=0)
+    if args.compare_samplers:
+        net = pretrained.load_pretrained("ddpm", device="cpu", directory=args.out)
+        net.to(memory_format=torch.channels_last)
+        classifier = pretrained.load_pretrained("classifier", device="cpu", directory=args.out)
+        _, test_features = metrics.predict(classifier, load_mnist("test").images)
+        rows = compare_samplers(net, classifier, test_features, n=args.n)
+        pretrained.record_metrics("ddpm", {"sampler_comparison": {"n": args.n, "rows": rows}}, directory=args.out)
+        return 0
     unet_config, train_config = (LESSON_UNET, LESSON_TRAIN) if args.lesson else (PRETRAINED_UNET, PRETRAINED_TRAIN)
     train_config = TrainConfig(**{**train_config.__dict__, "device": str(rt.device),
                                   **({"steps": args.steps} if args.steps else {})})
