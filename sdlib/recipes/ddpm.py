@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument("--big-n", type=int, default=0, help="also measure DDIM-50 on this many samples (e.g. 10000)")
     parser.add_argument("--out", default=None, help="weights folder (default: sdlib/weights)")
     parser.add_argument("--compare-samplers", action="store_true",
-                        help="no training: DDPM-1000 against DDIM-50 on the shipped weights (about 26 minutes), "
+                        help="no training: DDPM-1000 against DDIM-50 on the shipped weights (about 24 minutes), "
                              "added to their manifest entry")
     parser.add_argument("--n", type=int, default=1000, help="samples for --compare-samplers")
     args = parser.parse_args(argv)
