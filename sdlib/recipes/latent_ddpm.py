@@ -108,7 +108,7 @@ def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_
 
     # Speed: 100 guided samples with DDIM-50, latent vs pixel space.
     prompts = [f"a {DIGIT_WORDS[d % 10]}" for d in range(100)]
-    pipe.text_to_image(prompts[:10], steps=5, progress=False)                          # warm up
+    pipe.text_to_image(prompts[:10], steps=5, progress=False)            # warm up
     start = time.perf_counter()
     pipe.text_to_image(prompts, guidance_scale=DEFAULT_W, steps=50, batch_size=100, progress=False)
     latent_s = time.perf_counter() - start
