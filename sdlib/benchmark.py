@@ -122,13 +122,13 @@ def main(argv=None) -> int:
     peak = matmul_gflops(repeats=3 if args.quick else 10)
     results["matmul_fp32_gflops"] = peak
     print(f"fp32 matmul (2048x2048): {peak:.0f} GFLOP/s on {torch.get_num_threads()} threads")
-    if runtime.bf16_is_fast():
+    if runtime.bf16_is_fast("cpu"):
         results["matmul_bf16_gflops"] = matmul_gflops(repeats=3 if args.quick else 10, dtype=torch.bfloat16)
         print(f"bf16 matmul (2048x2048): {results['matmul_bf16_gflops']:.0f} GFLOP/s")
     print(f"\nU-Net training step, {sum(p.numel() for p in UNet(config).parameters()) / 1e6:.2f}M parameters:")
     print(f"{'batch':>6} {'layout':>14} {'precision':>9} {'images/s':>9} {'GFLOP/s':>8} {'of fp32 peak':>12}")
     variants = [(128, False, False), (128, True, False), (64, True, False), (256, True, False)]
-    if runtime.bf16_is_fast():
+    if runtime.bf16_is_fast("cpu"):
         variants.append((128, True, True))
     results["training"] = []
     for batch, cl, bf16 in variants:

@@ -28,7 +28,8 @@ def ddpm_loss(model, schedule: NoiseSchedule, x0: torch.Tensor, generator: torch
     t = torch.randint(1, schedule.T + 1, (x0.shape[0],), generator=generator, device=where).to(device)
     eps = randn(x0.shape, generator, device, x0.dtype)
     xt = schedule.add_noise(x0, eps, t)
-    return F.mse_loss(model(xt, t, context, context_mask), eps)
+    # .float(): under mixed precision the U-Net answers in bfloat16; the loss is taken in fp32.
+    return F.mse_loss(model(xt, t, context, context_mask).float(), eps)
 
 
 class DDPMObjective:

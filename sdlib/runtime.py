@@ -95,11 +95,20 @@ def tune_cpu_allocator() -> bool:
     return ok
 
 
-def bf16_is_fast() -> bool:
-    """True where bfloat16 matrix math has hardware support: a CUDA GPU that has it, or a CPU with
-    AVX-512 BF16 or AMX (recent Xeons). Elsewhere bfloat16 on the CPU is emulated and slower than fp32."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
+def bf16_is_fast(device: str | torch.device = "cpu") -> bool:
+    """True where bfloat16 matrix math has hardware support on `device`: a CUDA GPU that has it, or a
+    CPU with AVX-512 BF16 or AMX (recent Xeons). Elsewhere (most laptop CPUs, Apple MPS) bfloat16 is
+    emulated or untested here, and fp32 is the safe choice."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return False
+        try:                                   # not the emulated bfloat16 of pre-Ampere GPUs
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:                      # torch < 2.3 has no such argument
+            return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
     try:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

@@ -47,7 +47,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int | None = 500
     channels_last: bool = False        # NHWC memory layout: faster convolutions on CPUs
-    autocast: str | None = None        # "bfloat16": mixed precision (fast on CPUs with AMX, and on GPUs)
+    autocast: str | None = None        # "bfloat16": mixed precision (fast on CPUs with AMX, and on GPUs);
+                                       # "auto": bfloat16 where runtime.bf16_is_fast(device), else fp32
     device: str | None = None          # None: sdlib.runtime.pick_device()
 
     def __post_init__(self):
@@ -61,8 +62,8 @@ class TrainConfig:
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay}")
         self.betas = tuple(self.betas)
-        if self.autocast not in (None, "bfloat16", "float16"):
-            raise ValueError(f"autocast must be None, 'bfloat16' or 'float16', got {self.autocast!r}")
+        if self.autocast not in (None, "auto", "bfloat16", "float16"):
+            raise ValueError(f"autocast must be None, 'auto', 'bfloat16' or 'float16', got {self.autocast!r}")
 
 
 class EMA:
@@ -104,11 +105,20 @@ class TrainResult:
     interrupted: bool = False
     checkpoint: Path | None = None
     images_per_second: float = float("nan")
+    autocast: str | None = None         # the precision it trained in: None (fp32) or "bfloat16"/"float16"
 
     @property
     def best(self) -> nn.Module:
         """The model to sample from: the EMA copy when there is one."""
         return self.ema if self.ema is not None else self.model
+
+
+def resolve_autocast(autocast: str | None, device: str | torch.device) -> str | None:
+    """The precision `fit` trains in: "auto" becomes "bfloat16" where bfloat16 is fast on `device`
+    (a CPU with AMX or AVX-512 BF16, a recent GPU) and None (fp32) elsewhere."""
+    if autocast == "auto":
+        return "bfloat16" if runtime.bf16_is_fast(device) else None
+    return autocast
 
 
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
@@ -181,6 +191,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     if not isinstance(data, TensorDataset):
         raise TypeError(f"data must be a TensorDataset or a tuple of tensors, got {type(data).__name__}")
     device = runtime.pick_device(config.device)
+    autocast = resolve_autocast(config.autocast, device)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -235,8 +246,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
         while step < config.steps:
             idx = batch_indices(n, config.batch_size, step, config.seed)
             batch = _to_device(data[idx], device, config.channels_last)
-            with torch.autocast(device.type, dtype=getattr(torch, config.autocast or "bfloat16"),
-                                enabled=config.autocast is not None):
+            with torch.autocast(device.type, dtype=getattr(torch, autocast or "bfloat16"), enabled=autocast is not None):
                 out = loss_fn(model, batch, generator)
             loss, logs = (out if isinstance(out, tuple) else (out, {}))
             if not torch.isfinite(loss):
@@ -276,4 +286,5 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     done = step - start_step
     return TrainResult(model=model, ema=ema.model if ema is not None else None, history=history, steps=step,
                        seconds=seconds, interrupted=interrupted, checkpoint=path,
-                       images_per_second=done * config.batch_size / seconds if done and seconds > 0 else float("nan"))
+                       images_per_second=done * config.batch_size / seconds if done and seconds > 0 else float("nan"),
+                       autocast=autocast)

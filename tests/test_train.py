@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from sdlib.train import EMA, TrainConfig, _lr_factor, batch_indices, fit, load_checkpoint
+from sdlib import runtime
+from sdlib.train import EMA, TrainConfig, _lr_factor, batch_indices, fit, load_checkpoint, resolve_autocast
 
 
 def regression_data(n=256):
@@ -115,10 +116,32 @@ def test_ema_warms_up_then_averages():
     assert ema.model.weight.item() == pytest.approx(1 - 2 / 11)
 
 
+def test_auto_precision_follows_the_hardware_and_trains_in_bfloat16_where_fast():
+    assert resolve_autocast(None, "cpu") is None and resolve_autocast("bfloat16", "cpu") == "bfloat16"
+    assert resolve_autocast("auto", "cpu") == ("bfloat16" if runtime.bf16_is_fast("cpu") else None)
+    assert resolve_autocast("auto", "mps") is None                 # not measured on MPS: fp32 there
+    dtypes = []
+
+    def loss_in_bf16(model, batch, generator):                    # what the model computes in under autocast
+        loss, logs = mse(model, batch, generator)
+        dtypes.append(model[0](batch[0]).dtype)
+        return loss, logs
+
+    result = fit(make_model(), loss_in_bf16, regression_data(), config(steps=200, autocast="bfloat16"),
+                 progress=False)
+    assert result.autocast == "bfloat16" and set(dtypes) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())   # weights stay fp32
+    assert sum(result.history["loss"][-10:]) < 0.2 * sum(result.history["loss"][:10])
+    auto = fit(make_model(), mse, regression_data(), config(steps=2, autocast="auto"), progress=False)
+    assert auto.autocast == resolve_autocast("auto", "cpu")
+
+
 def test_bad_configs():
     with pytest.raises(ValueError, match="steps must be a positive int"):
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="ema_decay"):
         TrainConfig(ema_decay=1.5)
+    with pytest.raises(ValueError, match="autocast must be None, 'auto'"):
+        TrainConfig(autocast="bf16")
     with pytest.raises(TypeError, match="TensorDataset"):
         fit(make_model(), mse, [1, 2, 3], config(), progress=False)
