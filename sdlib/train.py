@@ -246,7 +246,8 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
         while step < config.steps:
             idx = batch_indices(n, config.batch_size, step, config.seed)
             batch = _to_device(data[idx], device, config.channels_last)
-            with torch.autocast(device.type, dtype=getattr(torch, autocast or "bfloat16"), enabled=autocast is not None):
+            with torch.autocast(device.type, dtype=getattr(torch, autocast or "bfloat16"),
+                                enabled=autocast is not None):
                 out = loss_fn(model, batch, generator)
             loss, logs = (out if isinstance(out, tuple) else (out, {}))
             if not torch.isfinite(loss):

@@ -43,3 +43,14 @@ def test_setup_seeds_and_picks(monkeypatch, capsys):
 def test_allocator_tuning_is_applied_on_glibc():
     assert runtime.tune_cpu_allocator() is True
     assert runtime.tune_cpu_allocator() is True          # idempotent
+
+
+def test_bf16_is_fast_asks_the_device_it_is_given():
+    assert runtime.bf16_is_fast("mps") is False                       # never bfloat16 on MPS
+    if not torch.cuda.is_available():
+        assert runtime.bf16_is_fast("cuda") is False
+    cpu = runtime.bf16_is_fast("cpu")
+    assert isinstance(cpu, bool) and cpu == runtime.bf16_is_fast()      # the CPU is the default
+    if cpu:                                                             # and where it says so, bfloat16 works
+        a = torch.randn(64, 64, dtype=torch.bfloat16)
+        torch.testing.assert_close((a @ a).float(), a.float() @ a.float(), atol=0.5, rtol=0.05)
