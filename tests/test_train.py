@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from sdlib import runtime
-from sdlib.train import EMA, TrainConfig, _lr_factor, batch_indices, fit, load_checkpoint, resolve_autocast
+from sdlib.train import (EMA, TrainConfig, _lr_factor, batch_indices, fit, load_checkpoint, resolve_autocast,
+                         resolve_channels_last)
 
 
 def regression_data(n=256):
@@ -134,6 +135,47 @@ def test_auto_precision_follows_the_hardware_and_trains_in_bfloat16_where_fast()
     assert sum(result.history["loss"][-10:]) < 0.2 * sum(result.history["loss"][:10])
     auto = fit(make_model(), mse, regression_data(), config(steps=2, autocast="auto"), progress=False)
     assert auto.autocast == resolve_autocast("auto", "cpu")
+
+
+def test_fit_takes_plain_adamw_steps():
+    """fit uses the fused AdamW kernel where it exists: its steps must equal those of the textbook optimizer."""
+    data = regression_data()
+
+    def plain_mse(model, batch, generator):
+        x, y = batch
+        return ((model(x).squeeze(1) - y) ** 2).mean()
+
+    cfg = config(steps=5, warmup=1, lr_schedule="constant", grad_clip=None, ema_decay=None, checkpoint_every=None)
+    trained = fit(make_model(), plain_mse, data, cfg, progress=False).model
+    reference = make_model()
+    optimizer = torch.optim.AdamW(reference.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=0.0,
+                                  foreach=False, fused=False)
+    for step in range(cfg.steps):
+        idx = batch_indices(len(data[0]), cfg.batch_size, step, cfg.seed)
+        optimizer.zero_grad()
+        plain_mse(reference, (data[0][idx], data[1][idx]), None).backward()
+        optimizer.step()
+    for a, b in zip(trained.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_memory_layout_is_nchw_only_for_bfloat16_on_a_cpu():
+    assert resolve_channels_last("auto", "cpu", None) is True
+    assert resolve_channels_last("auto", "cpu", "bfloat16") is False    # GroupNorm is slow in NHWC bf16 there
+    assert resolve_channels_last("auto", "cuda", "bfloat16") is True
+    assert resolve_channels_last(False, "cpu", None) is False and resolve_channels_last(True, "cpu", "bfloat16")
+
+    def conv_loss(model, batch, generator):
+        return model(batch[0]).square().mean()
+
+    images = (torch.randn(64, 1, 8, 8),)
+    for autocast, nhwc in ((None, True), ("bfloat16", False)):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.Conv2d(8, 8, 3, padding=1))
+        fit(model, conv_loss, images, config(steps=2, autocast=autocast, channels_last="auto"), progress=False)
+        assert model[2].weight.is_contiguous(memory_format=torch.channels_last) is nhwc
+    with pytest.raises(ValueError, match="channels_last must be True, False or 'auto'"):
+        TrainConfig(channels_last="nhwc")
 
 
 def test_bad_configs():
