@@ -127,7 +127,7 @@ def resolve_autocast(autocast: str | None, device: str | torch.device) -> str | 
 def resolve_channels_last(channels_last: bool | str, device: str | torch.device, autocast: str | None) -> bool:
     """The memory layout `fit` trains in. "auto": channels_last (NHWC), which speeds up fp32 convolutions
     on CPUs and mixed precision on GPUs, except for bfloat16 on a CPU: there GroupNorm has a slow NHWC
-    path, and the lesson-03 U-Net trained 21% faster in NCHW at batch 64 (docs/measured.md)."""
+    path, and the lesson-03 U-Net trained 16% faster in NCHW at batch 64 (docs/measured.md)."""
     if channels_last == "auto":
         return not (torch.device(device).type == "cpu" and autocast == "bfloat16")
     return bool(channels_last)
