@@ -1,7 +1,8 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
-from sdlib.diffusion import DDPMObjective, ddpm_loss, drop_prompts
+from sdlib.diffusion import DDPMObjective, band_timesteps, ddpm_loss, draw_timesteps, drop_prompts
 from sdlib.schedules import NoiseSchedule
 from sdlib.unet import UNet, UNetConfig
 
@@ -37,3 +38,39 @@ def test_prompt_dropout_uses_the_learned_empty_prompt():
     model.forward = lambda x, t, c=None, m=None: seen.append(c) or original(x, t, c, m)
     objective(model, (torch.zeros(3, 1, 28, 28),), torch.Generator().manual_seed(0))
     assert torch.all(seen[0] == 0.5)                        # p_uncond = 1: every prompt dropped
+
+
+def test_band_timesteps_puts_frac_of_the_draws_in_the_band():
+    p = band_timesteps(1000, 151, 550, 0.5)
+    assert p.shape == (1000,) and abs(p.sum().item() - 1) < 1e-6
+    torch.testing.assert_close(p[0], torch.tensor(0.5 / 1000))                  # t = 1: outside the band
+    torch.testing.assert_close(p[150], torch.tensor(0.5 / 1000 + 0.5 / 400))    # t = 151: inside
+    torch.testing.assert_close(p[150:550].sum(), torch.tensor(0.5 + 0.5 * 400 / 1000))
+    t = draw_timesteps(S, 20000, torch.Generator().manual_seed(0), "cpu", p)
+    assert t.min() >= 1 and t.max() <= 1000
+    inside = ((t >= 151) & (t <= 550)).float().mean().item()
+    assert abs(inside - 0.7) < 4 * (0.7 * 0.3 / 20000) ** 0.5                 # four standard errors
+    for bad in [(0, 10, 0.5), (10, 5, 0.5), (1, 1001, 0.5), (1, 10, 1.0), (1, 10, -0.1)]:
+        with pytest.raises(ValueError):
+            band_timesteps(1000, *bad)
+
+
+def test_loss_draws_t_from_t_probs():
+    seen = []
+    model = lambda x, t, c=None, m=None: seen.append(t) or torch.zeros_like(x)
+    only_300 = torch.zeros(1000)
+    only_300[299] = 1.0                                                         # index t - 1
+    x0 = torch.rand(8, 1, 28, 28) * 2 - 1
+    objective = DDPMObjective(S, t_probs=only_300)
+    loss = objective(model, (x0,), torch.Generator().manual_seed(0))
+    assert seen[0].tolist() == [300] * 8
+    g = torch.Generator().manual_seed(0)                     # the same random numbers, drawn by hand
+    torch.multinomial(only_300, 8, replacement=True, generator=g)
+    torch.testing.assert_close(loss, F.mse_loss(torch.zeros_like(x0), torch.randn(x0.shape, generator=g)))
+
+
+@pytest.mark.parametrize("bad", [torch.ones(999), torch.ones(1000, dtype=torch.long), -torch.ones(1000),
+                                 torch.zeros(1000), torch.full((1000,), float("nan"))])
+def test_bad_t_probs_are_refused(bad):
+    with pytest.raises(ValueError, match="t_probs"):
+        DDPMObjective(S, t_probs=bad)
