@@ -50,7 +50,7 @@ LESSON_TRAIN = TrainConfig(steps=3600, batch_size=64, lr=4e-3, warmup=100, ema_d
 # and the pretrained one below (and the reverse) showed that a young model falls behind between t = 250
 # and 500, where the digit's shape forms, and not above 500. Drawing t there more often took the
 # ten-minute model from 76% to 83-85% confident (frac 0.5 / 0.8 / 0.9 / 0.95: 82 / 83 / 85 / 84%; band
-# 200..500 at 0.9: 84.5%; the lesson's own run 82.7%; docs/measured.md). The pretrained model was
+# 200..500 at 0.9: 84.5%; the lesson's own runs 82.7 and 82.8%; docs/measured.md). The pretrained model was
 # trained with uniform t.
 LESSON_T_BAND = (150, 550, 0.9)
 # The shipped model: the same U-Net trained for longer (the longer run makes the larger EMA decay fit).
