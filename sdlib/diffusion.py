@@ -97,6 +97,12 @@ class DDPMObjective:
                 context, mask = drop_prompts(model, context, mask, drop)
         return ddpm_loss(model, self.schedule, x0, generator, context, mask, self.t_probs)
 
+    def settings(self) -> dict:
+        """What `fit` stores in a checkpoint and checks when it resumes: T, how t is drawn and how
+        often prompts are dropped."""
+        return {"T": self.schedule.T, "p_uncond": self.p_uncond,
+                "t_probs": None if self.t_probs is None else self.t_probs.detach().cpu()}
+
 
 def drop_prompts(model, context: torch.Tensor, mask: torch.Tensor | None, drop: torch.Tensor):
     """Replace the prompts where `drop` is True by the U-Net's learned empty prompt (one token)."""

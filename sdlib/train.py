@@ -13,7 +13,9 @@
   loaded with `torch.load(..., weights_only=True)`.
 
 `loss_fn(model, batch, generator)` gets the batch (a tuple of tensors already on the device) and
-returns the loss, or `(loss, {"name": value, ...})` to log more curves.
+returns the loss, or `(loss, {"name": value, ...})` to log more curves. A loss_fn with a `settings()`
+method (e.g. sdlib.diffusion.DDPMObjective: how t is drawn) has those settings stored in the checkpoint,
+and a resume with different settings is refused rather than silently training a mixture.
 """
 from __future__ import annotations
 
@@ -153,6 +155,24 @@ def _lr_factor(config: TrainConfig, step: int) -> float:
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def _settings_differ(saved: dict | None, current: dict | None) -> list[str]:
+    """Names of the loss_fn settings that differ between a checkpoint and this run (none if either
+    side has no settings: checkpoints written before settings were recorded still resume)."""
+    if saved is None or current is None:
+        return []
+    differ = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+            same = (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                    and torch.allclose(a.double().cpu(), b.double().cpu(), rtol=1e-6, atol=0))
+        else:
+            same = a == b
+        if not same:
+            differ.append(key)
+    return differ
+
+
 def _save_atomic(state: dict, path: Path) -> None:
     """Write to a temporary file, then rename: an interrupted save never leaves a broken checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +244,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     history: dict[str, list[float]] = {"loss": []}
     step = 0
     path = Path(checkpoint) if checkpoint is not None else None
+    settings = loss_fn.settings() if callable(getattr(loss_fn, "settings", None)) else None
 
     if path is not None and path.exists() and resume:
         state = load_checkpoint(path)
@@ -233,6 +254,11 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
             raise RuntimeError(f"checkpoint {str(path)!r} was written for a different model configuration "
                                f"({str(error).splitlines()[0]}); pass resume=False or a new checkpoint path "
                                f"to start afresh") from None
+        differ = _settings_differ(state.get("objective"), settings)
+        if differ:
+            raise RuntimeError(f"checkpoint {str(path)!r} was written with a different training objective "
+                               f"({', '.join(differ)} differ from this loss_fn's); pass resume=False or a new "
+                               f"checkpoint path to start afresh")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None and state.get("ema") is not None:
@@ -251,6 +277,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
             "ema": ema.state_dict() if ema is not None else None, "generator": generator.get_state(),
             "history": {k: torch.tensor(v) for k, v in history.items()}, "step": step,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+            "objective": settings,
         }, path)
 
     from tqdm.auto import tqdm

@@ -74,3 +74,22 @@ def test_loss_draws_t_from_t_probs():
 def test_bad_t_probs_are_refused(bad):
     with pytest.raises(ValueError, match="t_probs"):
         DDPMObjective(S, t_probs=bad)
+
+
+def test_resuming_with_another_t_distribution_is_refused(tmp_path):
+    from sdlib.train import TrainConfig, fit, load_checkpoint
+    data = (torch.rand(64, 1, 28, 28) * 2 - 1,)
+    config = TrainConfig(steps=4, batch_size=8, warmup=1, checkpoint_every=2, device="cpu", ema_decay=None,
+                         autocast=None)
+    band = DDPMObjective(S, t_probs=band_timesteps(1000, 150, 550, 0.9))
+    path = tmp_path / "band.pt"
+    torch.manual_seed(0)
+    fit(UNet(UNetConfig(channels=(8, 16), groups=4)), band, data, config, checkpoint=path, progress=False)
+    saved = load_checkpoint(path)["objective"]
+    assert saved["T"] == 1000 and torch.equal(saved["t_probs"], band.t_probs)
+    longer = TrainConfig(**{**config.__dict__, "steps": 6})
+    for other in [DDPMObjective(S), DDPMObjective(S, t_probs=band_timesteps(1000, 150, 550, 0.5))]:
+        with pytest.raises(RuntimeError, match=r"different training objective \(t_probs differ"):
+            fit(UNet(UNetConfig(channels=(8, 16), groups=4)), other, data, longer, checkpoint=path, progress=False)
+    resumed = fit(UNet(UNetConfig(channels=(8, 16), groups=4)), band, data, longer, checkpoint=path, progress=False)
+    assert resumed.steps == 6 and len(resumed.history["loss"]) == 6          # the same objective resumes

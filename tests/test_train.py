@@ -84,6 +84,31 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
         fit(make_model(), mse, regression_data(), config(), checkpoint=path, progress=False)
 
 
+class Scaled:
+    """A loss_fn with settings(), which fit records in the checkpoint and checks on resume."""
+    def __init__(self, scale):
+        self.scale = scale
+
+    def settings(self):
+        return {"scale": torch.tensor([self.scale]), "name": "scaled mse"}
+
+    def __call__(self, model, batch, generator):
+        loss, logs = mse(model, batch, generator)
+        return self.scale * loss, logs
+
+
+def test_resume_with_other_loss_settings_is_refused(tmp_path):
+    data, path = regression_data(), tmp_path / "run.pt"
+    fit(make_model(), Scaled(1.0), data, config(steps=10), checkpoint=path, progress=False)
+    with pytest.raises(RuntimeError, match=r"different training objective \(scale differ"):
+        fit(make_model(), Scaled(2.0), data, config(), checkpoint=path, progress=False)
+    assert fit(make_model(), Scaled(1.0), data, config(), checkpoint=path, progress=False).steps == 40
+    other = tmp_path / "plain.pt"        # a loss_fn without settings() records none and resumes as before
+    fit(make_model(), mse, data, config(steps=10), checkpoint=other, progress=False)
+    assert load_checkpoint(other)["objective"] is None
+    assert fit(make_model(), Scaled(2.0), data, config(), checkpoint=other, progress=False).steps == 40
+
+
 def test_diverging_loss_stops_with_advice():
     def explode(model, batch, generator):
         return torch.tensor(float("nan"), requires_grad=True)
