@@ -18,3 +18,15 @@ def test_sampler_comparison_runs_the_samplers_it_names_on_the_same_noises():
     x, _ = timed_samples(model, DDIMSampler(schedule(), 50, eta=0.0), 8, seed=0)
     fid = metrics.evaluate_samples(classifier, x, reference).classifier_fid
     assert rows[2]["classifier_fid"] == round(fid, 1)
+
+
+def test_shipped_ddpm_was_trained_with_the_recipes_settings():
+    # The manifest records what the shipped weights were trained with; changing the recipe's constants
+    # without retraining would make the docs and lesson 03 describe a model that does not exist.
+    from sdlib.recipes.ddpm import PRETRAINED_T_BAND, PRETRAINED_UNET, SCHEDULE
+    info = pretrained.entry("ddpm")
+    assert info["extra"]["t_band"] == list(PRETRAINED_T_BAND)
+    assert info["extra"]["schedule"] == SCHEDULE
+    as_json = lambda d: {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+    assert info["config"] == as_json(PRETRAINED_UNET.to_dict())
+    assert info["metrics"]["steps"] == 20000
