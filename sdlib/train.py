@@ -248,17 +248,18 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
 
     if path is not None and path.exists() and resume:
         state = load_checkpoint(path)
+        # Checked before any weights are loaded, so that a refused resume leaves `model` as it was.
+        differ = _settings_differ(state.get("objective"), settings)
+        if differ:
+            raise RuntimeError(f"checkpoint {str(path)!r} was written with a different training objective "
+                               f"({', '.join(differ)} differ from this loss_fn's); pass resume=False or a new "
+                               f"checkpoint path to start afresh")
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:
             raise RuntimeError(f"checkpoint {str(path)!r} was written for a different model configuration "
                                f"({str(error).splitlines()[0]}); pass resume=False or a new checkpoint path "
                                f"to start afresh") from None
-        differ = _settings_differ(state.get("objective"), settings)
-        if differ:
-            raise RuntimeError(f"checkpoint {str(path)!r} was written with a different training objective "
-                               f"({', '.join(differ)} differ from this loss_fn's); pass resume=False or a new "
-                               f"checkpoint path to start afresh")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None and state.get("ema") is not None:

@@ -100,8 +100,11 @@ class Scaled:
 def test_resume_with_other_loss_settings_is_refused(tmp_path):
     data, path = regression_data(), tmp_path / "run.pt"
     fit(make_model(), Scaled(1.0), data, config(steps=10), checkpoint=path, progress=False)
+    fresh = make_model()
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
     with pytest.raises(RuntimeError, match=r"different training objective \(scale differ"):
-        fit(make_model(), Scaled(2.0), data, config(), checkpoint=path, progress=False)
+        fit(fresh, Scaled(2.0), data, config(), checkpoint=path, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())   # the refused resume left it alone
     assert fit(make_model(), Scaled(1.0), data, config(), checkpoint=path, progress=False).steps == 40
     other = tmp_path / "plain.pt"        # a loss_fn without settings() records none and resumes as before
     fit(make_model(), mse, data, config(steps=10), checkpoint=other, progress=False)
