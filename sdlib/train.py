@@ -2,7 +2,8 @@
 
     result = fit(model, loss_fn, dataset, TrainConfig(steps=3000, lr=2e-3), checkpoint="runs/ddpm.pt")
 
-- AdamW, a linear warm-up then cosine decay of the learning rate, gradient clipping;
+- AdamW (or Muon for the weight matrices, `optimizer="muon"`, see sdlib.optim), a linear warm-up then
+  cosine decay of the learning rate, gradient clipping;
 - an exponential moving average (EMA) of the weights, the copy we sample from;
 - a tqdm progress bar with the running loss, and a loss history to plot;
 - seeded data order and a seeded generator handed to the loss, so a run is repeatable;
@@ -10,7 +11,9 @@
 - a checkpoint every `checkpoint_every` steps and when you interrupt (Ctrl-C / the stop button),
   and `fit` called again with the same checkpoint resumes exactly where it stopped: same weights,
   same optimizer state, same next batch, same random numbers. Checkpoints are plain state dicts,
-  loaded with `torch.load(..., weights_only=True)`.
+  loaded with `torch.load(..., weights_only=True)`;
+- an optional time budget (`max_minutes`): a slower machine stops on time, after fewer steps, with
+  its learning rate decayed all the same.
 
 `loss_fn(model, batch, generator)` gets the batch (a tuple of tensors already on the device) and
 returns the loss, or `(loss, {"name": value, ...})` to log more curves. A loss_fn with a `settings()`
@@ -32,6 +35,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from . import runtime
+from .optim import Muon
 
 
 @dataclass
@@ -40,10 +44,13 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
+    optimizer: str = "adamw"           # "adamw", or "muon": Muon for the weight matrices, AdamW for the rest
     betas: tuple[float, float] = (0.9, 0.999)
     warmup: int = 100                  # steps of linear learning-rate warm-up
     lr_schedule: str = "cosine"        # "cosine" (down to min_lr_ratio·lr at the end) or "constant"
     min_lr_ratio: float = 0.1
+    max_minutes: float | None = None   # time budget: stop after this many minutes of training even if fewer
+                                       # than `steps` are done; the cosine decay then follows the clock
     grad_clip: float | None = 1.0      # clip the global gradient norm; None for no clipping
     ema_decay: float | None = 0.999    # None: no EMA
     seed: int = 0
@@ -60,8 +67,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be positive or None, got {self.max_minutes}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay}")
         self.betas = tuple(self.betas)
@@ -111,6 +122,8 @@ class TrainResult:
     checkpoint: Path | None = None
     images_per_second: float = float("nan")
     autocast: str | None = None         # the precision it trained in: None (fp32) or "bfloat16"/"float16"
+    out_of_time: bool = False           # stopped by config.max_minutes before config.steps
+    minutes: float = 0.0                # training time in total, over all resumed runs
 
     @property
     def best(self) -> nn.Module:
@@ -146,12 +159,15 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor
     return torch.randperm(n, generator=g)[position * batch_size:(position + 1) * batch_size]
 
 
-def _lr_factor(config: TrainConfig, step: int) -> float:
+def _lr_factor(config: TrainConfig, step: int, time_used: float = 0.0) -> float:
+    """The learning rate's factor at `step`. time_used: the fraction of config.max_minutes spent; the cosine
+    decay follows whichever of the steps and the clock is further along, so a run that the time budget
+    cuts short still ends at min_lr_ratio."""
     if step < config.warmup:
         return (step + 1) / config.warmup
     if config.lr_schedule == "constant":
         return 1.0
-    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    progress = max((step - config.warmup) / max(1, config.steps - config.warmup), time_used)
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
@@ -235,10 +251,21 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     # The fused kernel updates all parameters in one pass (3 ms instead of 10 ms a step for the lesson-03
     # U-Net on this CPU); it exists for CPU and CUDA tensors in floating point.
     fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in decay + no_decay)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=config.betas,
-                                  fused=fused or None)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(config, s))
+    if config.optimizer == "muon":
+        optimizer = Muon([{"params": decay, "weight_decay": config.weight_decay, "muon": True},
+                          {"params": no_decay, "weight_decay": 0.0, "muon": False}], lr=config.lr, betas=config.betas)
+    else:
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=config.betas,
+                                      fused=fused or None)
+    budget = config.max_minutes * 60 if config.max_minutes is not None else None
+    clock = {"before": 0.0, "start": time.perf_counter()}    # training seconds of earlier runs, and this run's start
+
+    def elapsed() -> float:
+        return clock["before"] + time.perf_counter() - clock["start"]
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(config, s, elapsed() / budget if budget else 0.0))
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
     generator = torch.Generator(device=device if device.type != "mps" else "cpu").manual_seed(config.seed)
     history: dict[str, list[float]] = {"loss": []}
@@ -249,6 +276,11 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     if path is not None and path.exists() and resume:
         state = load_checkpoint(path)
         # Checked before any weights are loaded, so that a refused resume leaves `model` as it was.
+        saved_optimizer = state.get("config", {}).get("optimizer", "adamw")   # older checkpoints: AdamW
+        if saved_optimizer != config.optimizer:
+            raise RuntimeError(f"checkpoint {str(path)!r} was trained with optimizer={saved_optimizer!r}, this run "
+                               f"asks for {config.optimizer!r}; pass the same optimizer to resume, or resume=False "
+                               f"or a new checkpoint path to start afresh")
         differ = _settings_differ(state.get("objective"), settings)
         if differ:
             raise RuntimeError(f"checkpoint {str(path)!r} was written with a different training objective "
@@ -267,6 +299,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
         generator.set_state(state["generator"])
         history = {k: [float(x) for x in v.tolist()] for k, v in state["history"].items()}
         step = int(state["step"])
+        clock["before"] = float(state.get("seconds", 0.0))
         if progress:
             print(f"resuming from {path} at step {step} of {config.steps}")
 
@@ -276,7 +309,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
         _save_atomic({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "ema": ema.state_dict() if ema is not None else None, "generator": generator.get_state(),
-            "history": {k: torch.tensor(v) for k, v in history.items()}, "step": step,
+            "history": {k: torch.tensor(v) for k, v in history.items()}, "step": step, "seconds": elapsed(),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
             "objective": settings,
         }, path)
@@ -284,11 +317,15 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     from tqdm.auto import tqdm
 
     bar = tqdm(total=config.steps, initial=step, desc=description, disable=not progress, leave=True)
-    start, start_step, interrupted = time.perf_counter(), step, False
+    start, start_step, interrupted, out_of_time = time.perf_counter(), step, False, False
+    clock["start"] = start
     n = len(data)
     model.train()
     try:
         while step < config.steps:
+            if budget is not None and elapsed() >= budget:
+                out_of_time = True
+                break
             idx = batch_indices(n, config.batch_size, step, config.seed)
             batch = _to_device(data[idx], device, channels_last)
             with torch.autocast(device.type, dtype=getattr(torch, autocast or "bfloat16"),
@@ -327,10 +364,13 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
         bar.close()
     if not interrupted:
         save()
+    if out_of_time and progress:
+        print(f"time budget of {config.max_minutes:g} min reached after {step} of {config.steps} steps "
+              f"(the learning rate followed the clock down, so the run ends annealed)")
     seconds = time.perf_counter() - start
     model.eval()
     done = step - start_step
     return TrainResult(model=model, ema=ema.model if ema is not None else None, history=history, steps=step,
                        seconds=seconds, interrupted=interrupted, checkpoint=path,
                        images_per_second=done * config.batch_size / seconds if done and seconds > 0 else float("nan"),
-                       autocast=autocast)
+                       autocast=autocast, out_of_time=out_of_time, minutes=elapsed() / 60)

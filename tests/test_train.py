@@ -112,6 +112,28 @@ def test_resume_with_other_loss_settings_is_refused(tmp_path):
     assert fit(make_model(), Scaled(2.0), data, config(), checkpoint=other, progress=False).steps == 40
 
 
+def test_muon_trains_resumes_exactly_and_is_not_mixed_with_adamw(tmp_path):
+    data, path, kept = regression_data(), tmp_path / "run.pt", tmp_path / "step20.pt"
+
+    def keep_step_20(step, logs):
+        if step == 20:
+            kept.write_bytes(path.read_bytes())
+
+    muon = config(optimizer="muon", steps=200, lr=5e-2)
+    straight = fit(make_model(), mse, data, muon, checkpoint=path, progress=False, on_step=keep_step_20)
+    h = straight.history["loss"]
+    assert sum(h[-20:]) < 0.1 * sum(h[:20])
+    resumed = fit(make_model(), mse, data, muon, checkpoint=kept, progress=False)
+    assert resumed.history["loss"] == straight.history["loss"]
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    model = make_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="optimizer='muon'.*asks for 'adamw'"):
+        fit(model, mse, data, config(steps=200), checkpoint=kept, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_diverging_loss_stops_with_advice():
     def explode(model, batch, generator):
         return torch.tensor(float("nan"), requires_grad=True)
@@ -132,6 +154,33 @@ def test_learning_rate_warm_up_and_cosine():
     c = TrainConfig(steps=110, warmup=10, min_lr_ratio=0.1)
     assert _lr_factor(c, 0) == pytest.approx(0.1) and _lr_factor(c, 9) == pytest.approx(1.0)
     assert _lr_factor(c, 60) == pytest.approx(0.55) and _lr_factor(c, 110) == pytest.approx(0.1)
+    # With a time budget the decay follows whichever of steps and clock is further along.
+    assert _lr_factor(c, 60, time_used=0.2) == pytest.approx(0.55)
+    assert _lr_factor(c, 20, time_used=0.5) == pytest.approx(0.55)
+    assert _lr_factor(c, 20, time_used=1.0) == pytest.approx(0.1)
+
+
+def test_time_budget_stops_on_time_and_a_second_call_keeps_the_model(tmp_path):
+    import time
+
+    path = tmp_path / "run.pt"
+    slow = lambda step, logs: time.sleep(0.02)                  # noqa: E731  a slow machine: 20 ms a step
+    budget = 0.3 / 60                                           # 0.3 s: about 15 of the 400 steps
+    result = fit(make_model(), mse, regression_data(), config(steps=400, max_minutes=budget), checkpoint=path,
+                 progress=False, on_step=slow)
+    assert result.out_of_time and 1 <= result.steps < 400
+    assert result.minutes * 60 >= 0.3
+    state = load_checkpoint(path)
+    assert state["step"] == result.steps and state["seconds"] >= 0.3
+    again = fit(make_model(), mse, regression_data(), config(steps=400, max_minutes=budget), checkpoint=path,
+                progress=False)
+    assert again.out_of_time and again.steps == result.steps   # the budget is spent: nothing more is trained
+    for a, b in zip(result.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a, b)
+    # A larger budget on the same checkpoint trains on to the end.
+    more = fit(make_model(), mse, regression_data(), config(steps=400, max_minutes=10), checkpoint=path,
+               progress=False)
+    assert not more.out_of_time and more.steps == 400
 
 
 def test_ema_warms_up_then_averages():
@@ -211,6 +260,10 @@ def test_bad_configs():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="ema_decay"):
         TrainConfig(ema_decay=1.5)
+    with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'muon'"):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="max_minutes must be positive"):
+        TrainConfig(max_minutes=0)
     with pytest.raises(ValueError, match="autocast must be None, 'auto'"):
         TrainConfig(autocast="bf16")
     with pytest.raises(TypeError, match="TensorDataset"):
