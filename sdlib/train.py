@@ -222,7 +222,8 @@ def _to_device(batch, device, channels_last: bool):
 def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, checkpoint: str | os.PathLike | None = None,
         resume: bool = True, progress: bool = True, description: str = "training",
         on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
-    """Train `model` for `config.steps` steps in total (see the module docstring).
+    """Train `model` for `config.steps` steps in total, or until `config.max_minutes` of training time
+    (over all resumed runs) are spent (see the module docstring).
 
     data: a TensorDataset (or a tuple of tensors with the same first dimension).
     checkpoint: file to save to every `checkpoint_every` steps, at the end, and on interrupt; if it
