@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from . import runtime
+from .optim import Muon
 from .schedules import NoiseSchedule
 from .unet import UNet, UNetConfig
 
@@ -50,13 +51,18 @@ def training_flops(model, batch: int) -> float:
 
 
 def train_throughput(config: UNetConfig, batch: int = 128, channels_last: bool = True, autocast: bool = False,
-                     steps: int = 6, warmup: int = 2) -> dict:
+                     steps: int = 6, warmup: int = 2, optimizer: str = "adamw") -> dict:
     torch.manual_seed(0)
     model = UNet(config)
     flops = training_flops(model, batch)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)     # as sdlib.train.fit on a CPU
+    if optimizer == "muon":                                              # as fit with optimizer="muon"
+        matrices = [p for p in model.parameters() if p.dim() >= 2]
+        vectors = [p for p in model.parameters() if p.dim() < 2]
+        opt = Muon([{"params": matrices, "muon": True}, {"params": vectors, "muon": False}], lr=1e-4)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)     # as sdlib.train.fit on a CPU
     schedule = NoiseSchedule.linear()
     x0 = torch.rand(batch, 1, 28, 28) * 2 - 1
 
@@ -75,7 +81,8 @@ def train_throughput(config: UNetConfig, batch: int = 128, channels_last: bool =
     for _ in range(steps):
         step()
     seconds = (time.perf_counter() - start) / steps
-    return {"batch": batch, "channels_last": channels_last, "bf16": autocast, "images_per_s": batch / seconds,
+    return {"batch": batch, "channels_last": channels_last, "bf16": autocast, "optimizer": optimizer,
+            "images_per_s": batch / seconds,
             "gflops": flops / seconds / 1e9, "step_s": seconds}
 
 
@@ -126,17 +133,20 @@ def main(argv=None) -> int:
         results["matmul_bf16_gflops"] = matmul_gflops(repeats=3 if args.quick else 10, dtype=torch.bfloat16)
         print(f"bf16 matmul (2048x2048): {results['matmul_bf16_gflops']:.0f} GFLOP/s")
     print(f"\nU-Net training step, {sum(p.numel() for p in UNet(config).parameters()) / 1e6:.2f}M parameters:")
-    print(f"{'batch':>6} {'layout':>14} {'precision':>9} {'images/s':>9} {'GFLOP/s':>8} {'of fp32 peak':>12}")
+    print(f"{'batch':>6} {'layout':>14} {'precision':>9} {'optimizer':>9} {'images/s':>9} {'GFLOP/s':>8} "
+          f"{'of fp32 peak':>12}")
     variants = [(128, False, False), (128, True, False), (64, True, False), (256, True, False)]
     if runtime.bf16_is_fast("cpu"):
         # bf16 in both layouts: GroupNorm is slow in channels_last there, so fit's "auto" layout is NCHW.
         variants += [(128, True, True), (128, False, True), (64, False, True)]
+    lesson_bf16 = runtime.bf16_is_fast("cpu")   # lesson 03's own step: Muon, in fit's "auto" precision and layout
+    variants = [(b, cl, bf16, "adamw") for b, cl, bf16 in variants] + [(128, not lesson_bf16, lesson_bf16, "muon")]
     results["training"] = []
-    for batch, cl, bf16 in variants:
-        r = train_throughput(config, batch, cl, bf16, steps=steps)
+    for batch, cl, bf16, optimizer in variants:
+        r = train_throughput(config, batch, cl, bf16, steps=steps, optimizer=optimizer)
         r["of_peak"] = r["gflops"] / peak
         results["training"].append(r)
-        print(f"{batch:>6} {'channels_last' if cl else 'NCHW':>14} {'bf16' if bf16 else 'fp32':>9} "
+        print(f"{batch:>6} {'channels_last' if cl else 'NCHW':>14} {'bf16' if bf16 else 'fp32':>9} {optimizer:>9} "
               f"{r['images_per_s']:>9.0f} {r['gflops']:>8.0f} {r['of_peak']:>11.0%}")
 
     print("\nSampling, batch of 1,000 images (fp32, channels_last):")
