@@ -42,9 +42,10 @@ SCHEDULE = {"name": "linear", "T": 1000}
 # BF16) and in fp32 elsewhere; channels_last="auto" keeps bfloat16 on a CPU in NCHW, where GroupNorm is
 # faster (on the Xeon, with fit's fused AdamW, 28% more steps per minute than channels_last; 1.34x fp32's).
 # Muon for the weight matrices (sdlib.optim) instead of AdamW: on this U-Net it reached a lower loss in
-# every thousand steps after the first and, in ten-minute trials on the course's 2-core CPU (an AMD EPYC with AVX-512 BF16),
-# 90.7% (10,000 steps of 64) and 91.0% confident (6,000 steps of 128, lr 5e-3) against 89.6% for AdamW
-# (10,800 steps of 64, lr 4e-3). Muon on batches of 128 trained at 1,291 images/s, AdamW on 64 at 1,182.
+# every thousand steps after the first and, in ten-minute trials on the course's present 2-core CPU (an
+# AMD EPYC with AVX-512 BF16), 90.7% (10,000 steps of 64) and 91.0% confident (6,000 steps of 128, lr
+# 5e-3) against 89.6% for AdamW (10,800 steps of 64, lr 4e-3). Muon on batches of 128 trained at 1,291
+# images/s, AdamW on 64 at 1,182. These settings: 91.7 / 90.4 / 91.1% confident in three runs, 9.5-10 min.
 # max_minutes=10 stops a slower machine on time, its learning rate decayed all the same (docs/measured.md).
 LESSON_UNET = UNetConfig(channels=(32, 64), blocks=1, patch_size=2)
 LESSON_TRAIN = TrainConfig(steps=5700, batch_size=128, lr=5e-3, warmup=100, ema_decay=0.995, optimizer="muon",
