@@ -34,7 +34,8 @@ def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     Gram matrix G = X X^T, and all these polynomials commute with G. So the steps can run on the small
     m x m matrices alone (G <- M G M, with M = a I + b G + c G^2) and X be multiplied once at the end:
     the same result as the plain iteration, for about a third of the arithmetic when n is several times m
-    (used when n >= 4 m; the plain iteration otherwise).
+    (used when n >= 4 m; the plain iteration otherwise). For lesson 03's U-Net a whole Muon step took
+    7-8 ms this way against 12 ms with the plain iteration alone (2-core CPU, random gradients).
     """
     if g.dim() < 2:
         raise ValueError(f"orthogonalize needs matrices (..., m, n), got a tensor of shape {tuple(g.shape)}")
