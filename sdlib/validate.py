@@ -63,3 +63,26 @@ def positive_int(value, name: str, *, minimum: int = 1, maximum: int | None = No
         upper = f" and at most {maximum}" if maximum is not None else ""
         raise ValueError(f"{name} must be at least {minimum}{upper}, got {value}")
     return value
+
+
+def state_dict(model: torch.nn.Module, state, source: str) -> dict:
+    """Check that `state` can be loaded into `model` without changing anything first: a dict of tensors
+    with exactly the model's names and shapes. On a mismatch the error names the tensors that are
+    missing, unexpected or of another shape, and `source` (a file, or a model name) says where they came from."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{source} does not hold a state dict (a dict of tensors), got {type(state).__name__}")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, names in (("missing", missing), ("unexpected", unexpected),
+                             ("of another shape (saved vs this model)", shapes)):
+            if names:
+                more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+                parts.append(f"{len(names)} {label}: {', '.join(names[:4])}{more}")
+        raise ValueError(f"{source} was saved from a model of another configuration ({'; '.join(parts)}); "
+                         f"build the model with the configuration it was saved from")
+    return state
