@@ -98,10 +98,10 @@ class DDPMObjective:
         return ddpm_loss(model, self.schedule, x0, generator, context, mask, self.t_probs)
 
     def settings(self) -> dict:
-        """What `fit` stores in a checkpoint and checks when it resumes: T, how t is drawn and how
-        often prompts are dropped."""
-        return {"T": self.schedule.T, "p_uncond": self.p_uncond,
-                "t_probs": None if self.t_probs is None else self.t_probs.detach().cpu()}
+        """What `fit` stores in a checkpoint and checks when it resumes: the schedule (its name and a hash
+        of its betas), how t is drawn and how often prompts are dropped."""
+        return {"T": self.schedule.T, "schedule": self.schedule.name, "betas_sha256": self.schedule.fingerprint(),
+                "p_uncond": self.p_uncond, "t_probs": None if self.t_probs is None else self.t_probs.detach().cpu()}
 
 
 def drop_prompts(model, context: torch.Tensor, mask: torch.Tensor | None, drop: torch.Tensor):

@@ -95,6 +95,11 @@ class NoiseSchedule:
         return (f"NoiseSchedule({self.name}, T={self.T}, beta_1={self.beta[1]:.2e}, beta_T={self.beta[-1]:.3g}, "
                 f"alpha_bar_T={self.alpha_bar[-1]:.2e})")
 
+    def fingerprint(self) -> str:
+        """A short SHA-256 of the betas: two schedules with the same fingerprint noise identically."""
+        import hashlib
+        return hashlib.sha256(self.beta.numpy().tobytes()).hexdigest()[:16]
+
     def __len__(self) -> int:
         return self.T
 

@@ -2,31 +2,45 @@
 
     result = fit(model, loss_fn, dataset, TrainConfig(steps=3000, lr=2e-3), checkpoint="runs/ddpm.pt")
 
+It is the loop of lesson 03 (batch, loss, backward, optimizer step) plus:
 - AdamW (or Muon for the weight matrices, `optimizer="muon"`, see sdlib.optim), a linear warm-up then
   cosine decay of the learning rate, gradient clipping;
 - an exponential moving average (EMA) of the weights, the copy we sample from;
 - a tqdm progress bar with the running loss, and a loss history to plot;
-- seeded data order and a seeded generator handed to the loss, so a run is repeatable;
 - CUDA, Apple MPS or CPU with no code change;
-- a checkpoint every `checkpoint_every` steps and when you interrupt (Ctrl-C / the stop button),
-  and `fit` called again with the same checkpoint resumes exactly where it stopped: same weights,
-  same optimizer state, same next batch, same random numbers. Checkpoints are plain state dicts,
-  loaded with `torch.load(..., weights_only=True)`;
-- an optional time budget (`max_minutes`): a slower machine stops on time, after fewer steps, with
-  its learning rate decayed all the same.
+- checkpoints every `checkpoint_every` steps, at the end and when you interrupt (Ctrl-C / the stop
+  button), and an exact resume: `fit` called again with the same checkpoint gives the same weights, EMA
+  and loss history as a run that was never stopped;
+- an optional time budget (`max_minutes`): a slower machine stops on time, after fewer steps, with its
+  learning rate decayed all the same (a budgeted run follows the clock, so it is not bit-repeatable).
+
+Why a resume is exact: nothing random is carried from step to step. The batch of step k is a function of
+(seed, k) (`batch_indices`), and so is the generator handed to the loss (`step_generator`), so the t and ε
+that a diffusion loss draws at step k do not depend on what ran before. A checkpoint always holds a
+completed step: Ctrl-C is held back while the optimizer, the EMA and the step counter are updated, so an
+interrupt never lands between them.
+
+Checkpoints are plain state dicts with a SHA-256 of their contents stored inside, loaded with
+`torch.load(..., weights_only=True)`. A damaged file, or one written for another model, optimizer,
+objective or setting, is refused before the model is touched.
 
 `loss_fn(model, batch, generator)` gets the batch (a tuple of tensors already on the device) and
 returns the loss, or `(loss, {"name": value, ...})` to log more curves. A loss_fn with a `settings()`
-method (e.g. sdlib.diffusion.DDPMObjective: how t is drawn) has those settings stored in the checkpoint,
-and a resume with different settings is refused rather than silently training a mixture.
+method (e.g. sdlib.diffusion.DDPMObjective: the schedule and how t is drawn) has those settings stored
+in the checkpoint, and a resume with different settings is refused.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
+import signal
+import tempfile
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -34,8 +48,13 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from . import runtime
+from . import runtime, validate
 from .optim import Muon
+
+FORMAT = "sdlib-checkpoint-2"
+LOG_EVERY = 10                      # steps between reading the loss back from the device (and the budget check)
+# Settings a resume may change: they extend or redirect a run without changing what was trained so far.
+RESUMABLE_CHANGES = ("steps", "max_minutes", "checkpoint_every", "device")
 
 
 @dataclass
@@ -57,25 +76,36 @@ class TrainConfig:
     checkpoint_every: int | None = 500
     channels_last: bool | str = False  # NHWC memory layout: faster fp32 convolutions on CPUs; "auto": NHWC
                                        # except in bfloat16 on a CPU, where GroupNorm is slow in NHWC
-    autocast: str | None = None        # "bfloat16": mixed precision (fast on CPUs with AMX, and on GPUs);
-                                       # "auto": bfloat16 where runtime.bf16_is_fast(device), else fp32
+    autocast: str | None = None        # "bfloat16": mixed precision (fast on CPUs with AMX or AVX-512 BF16,
+                                       # and on GPUs); "auto": bfloat16 where runtime.bf16_is_fast(device)
     device: str | None = None          # None: sdlib.runtime.pick_device()
 
     def __post_init__(self):
-        for name in ("steps", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        if self.lr <= 0:
+        validate.positive_int(self.steps, "steps")
+        validate.positive_int(self.batch_size, "batch_size")
+        validate.positive_int(self.warmup, "warmup", minimum=0)
+        validate.positive_int(self.seed, "seed", minimum=0)
+        if self.checkpoint_every is not None:
+            validate.positive_int(self.checkpoint_every, "checkpoint_every")
+        if not validate.finite_number(self.lr, "lr") > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= validate.finite_number(self.weight_decay, "weight_decay"):
+            raise ValueError(f"weight_decay must be zero or positive, got {self.weight_decay}")
+        if not 0 <= validate.finite_number(self.min_lr_ratio, "min_lr_ratio") <= 1:
+            raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
         if self.optimizer not in ("adamw", "muon"):
             raise ValueError(f"optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
+        if self.max_minutes is not None and not validate.finite_number(self.max_minutes, "max_minutes") > 0:
             raise ValueError(f"max_minutes must be positive or None, got {self.max_minutes}")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+        if self.grad_clip is not None and not validate.finite_number(self.grad_clip, "grad_clip") > 0:
+            raise ValueError(f"grad_clip must be a positive norm, or None for no clipping, got {self.grad_clip}")
+        if self.ema_decay is not None and not 0 < validate.finite_number(self.ema_decay, "ema_decay") < 1:
             raise ValueError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay}")
         self.betas = tuple(self.betas)
+        if len(self.betas) != 2 or not all(0 <= validate.finite_number(b, "betas") < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.channels_last not in (True, False, "auto"):
             raise ValueError(f"channels_last must be True, False or 'auto', got {self.channels_last!r}")
         if self.autocast not in (None, "auto", "bfloat16", "float16"):
@@ -119,7 +149,7 @@ class TrainResult:
     steps: int                          # steps done in total, over all resumed runs
     seconds: float                      # wall time of this call
     interrupted: bool = False
-    checkpoint: Path | None = None
+    checkpoint: Path | None = None      # the checkpoint written last (an emergency copy if the path failed)
     images_per_second: float = float("nan")
     autocast: str | None = None         # the precision it trained in: None (fp32) or "bfloat16"/"float16"
     out_of_time: bool = False           # stopped by config.max_minutes before config.steps
@@ -141,11 +171,17 @@ def resolve_autocast(autocast: str | None, device: str | torch.device) -> str | 
 
 def resolve_channels_last(channels_last: bool | str, device: str | torch.device, autocast: str | None) -> bool:
     """The memory layout `fit` trains in. "auto": channels_last (NHWC), which speeds up fp32 convolutions
-    on CPUs and mixed precision on GPUs, except for bfloat16 on a CPU: there GroupNorm has a slow NHWC
-    path, and the lesson-03 U-Net trained 16% faster in NCHW at batch 64 (docs/measured.md)."""
+    on CPUs and mixed precision on GPUs, except for bfloat16 on a CPU, where GroupNorm's NHWC path is
+    slower (docs/measured.md)."""
     if channels_last == "auto":
         return not (torch.device(device).type == "cpu" and autocast == "bfloat16")
     return bool(channels_last)
+
+
+def _mix(*numbers: int) -> int:
+    """A 63-bit seed from integers: neighbouring (seed, step) pairs give unrelated random streams."""
+    digest = hashlib.sha256(":".join(str(int(n)) for n in numbers).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
@@ -157,6 +193,13 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor
     epoch, position = divmod(step, per_epoch)
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)[position * batch_size:(position + 1) * batch_size]
+
+
+def step_generator(seed: int, step: int, device) -> torch.Generator:
+    """The generator handed to the loss at `step`: seeded from (seed, step) alone, so that the random numbers
+    of a step (a diffusion loss's t and ε) are the same whether or not the run was stopped before it."""
+    device = torch.device(device)
+    return torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(_mix(seed, step, 7))
 
 
 def _lr_factor(config: TrainConfig, step: int, time_used: float = 0.0) -> float:
@@ -171,9 +214,104 @@ def _lr_factor(config: TrainConfig, step: int, time_used: float = 0.0) -> float:
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def build_optimizer(model: nn.Module, config: TrainConfig, device) -> torch.optim.Optimizer:
+    """AdamW (or Muon for the weight matrices) with weight decay on matrices only, never on biases and norms."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    if config.optimizer == "muon":
+        return Muon([{"params": decay, "weight_decay": config.weight_decay, "muon": True},
+                     {"params": no_decay, "weight_decay": 0.0, "muon": False}], lr=config.lr, betas=config.betas)
+    # The fused kernel updates every parameter in one pass (docs/measured.md); it exists for CPU and CUDA.
+    fused = torch.device(device).type in ("cpu", "cuda") and all(p.is_floating_point() for p in decay + no_decay)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=config.betas,
+                             fused=fused or None)
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+
+def _digest(obj, h) -> None:
+    """Feed a nested state (dicts, lists, tensors, numbers, strings) into a hash, in a fixed order."""
+    if isinstance(obj, dict):
+        h.update(b"{")
+        for key in sorted(obj, key=repr):
+            h.update(repr(key).encode())
+            _digest(obj[key], h)
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[")
+        for item in obj:
+            _digest(item, h)
+        h.update(b"]")
+    elif isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    else:
+        h.update(repr(obj).encode())
+
+
+def state_checksum(state: dict) -> str:
+    h = hashlib.sha256()
+    _digest(state, h)
+    return h.hexdigest()
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """Write `state` with its checksum: to a temporary file, then renamed, so that an interrupted save never
+    leaves a broken checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, "sha256": state_checksum(state), "state": state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by `fit` (state dicts only: weights_only=True) and verify its checksum."""
+    path = Path(path)
+    fix = "delete it (or pass resume=False, or another checkpoint path) to start training afresh"
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {str(path)!r} is a folder; give a file path such as runs/model.pt")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise RuntimeError(f"checkpoint {str(path)!r} cannot be read ({type(error).__name__}: "
+                           f"{str(error).splitlines()[0] if str(error) else ''}); it is damaged or not a training "
+                           f"checkpoint: {fix}") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        what = (f"a {type(saved).__name__}" if not isinstance(saved, dict) else
+                "from an older sdlib, which this one cannot resume exactly" if {"optimizer", "step"} <= set(saved)
+                else "not a training checkpoint of sdlib.train.fit (a model's weights?)")
+        raise RuntimeError(f"checkpoint {str(path)!r} is {what}; {fix}")
+    state = saved.get("state")
+    if not isinstance(state, dict) or saved.get("sha256") != state_checksum(state):
+        raise RuntimeError(f"checkpoint {str(path)!r} is damaged: its contents do not match the checksum stored "
+                           f"in it (a partial copy, a disk error or an edit); {fix}")
+    missing = [k for k in ("model", "optimizer", "scheduler", "history", "step", "config") if k not in state]
+    if missing:
+        raise RuntimeError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}; {fix}")
+    return state
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before training, not after it, when the checkpoint cannot be written."""
+    try:
+        if path.is_dir():
+            raise IsADirectoryError("it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise PermissionError(f"checkpoint {str(path)!r} cannot be written ({error.strerror or error}); "
+                              f"choose a path in a folder you can write to, or checkpoint=None") from None
+
+
 def _settings_differ(saved: dict | None, current: dict | None) -> list[str]:
     """Names of the loss_fn settings that differ between a checkpoint and this run (none if either
-    side has no settings: checkpoints written before settings were recorded still resume)."""
+    side has no settings)."""
     if saved is None or current is None:
         return []
     differ = []
@@ -189,29 +327,152 @@ def _settings_differ(saved: dict | None, current: dict | None) -> list[str]:
     return differ
 
 
-def _save_atomic(state: dict, path: Path) -> None:
-    """Write to a temporary file, then rename: an interrupted save never leaves a broken checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+def _config_record(config: TrainConfig) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint written by `fit` (state dicts only: weights_only=True)."""
-    path = Path(path)
+def check_resume(state: dict, model: nn.Module, config: TrainConfig, settings: dict | None, path: Path) -> None:
+    """Refuse a checkpoint that does not fit this run, before the model is touched: another model
+    (names and shapes), optimizer, objective, or a changed setting. Only RESUMABLE_CHANGES may differ."""
+    fresh = "pass resume=False or a new checkpoint path to start afresh"
+    saved = state["config"]
+    changed = [f"{k}: {saved.get(k)!r} in the checkpoint, {v!r} now" for k, v in _config_record(config).items()
+               if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+    if saved.get("optimizer") != config.optimizer:
+        raise RuntimeError(f"checkpoint {str(path)!r} was trained with optimizer={saved.get('optimizer')!r}, this "
+                           f"run asks for {config.optimizer!r}; pass the same optimizer to resume, or {fresh}")
+    if changed:
+        raise RuntimeError(f"checkpoint {str(path)!r} was trained with other settings ({'; '.join(changed)}); "
+                           f"resume with the checkpoint's settings (only {', '.join(RESUMABLE_CHANGES)} may change), "
+                           f"or {fresh}")
+    differ = _settings_differ(state.get("objective"), settings)
+    if differ:
+        raise RuntimeError(f"checkpoint {str(path)!r} was written with a different training objective "
+                           f"({', '.join(differ)} differ from this loss_fn's); {fresh}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        raise RuntimeError(f"checkpoint {str(path)!r} cannot be read ({type(error).__name__}: {error}); it is "
-                           f"damaged or not a training checkpoint: delete it to start training afresh") from error
+        validate.state_dict(model, state["model"], f"checkpoint {str(path)!r}")
+    except ValueError as error:
+        raise RuntimeError(f"{error} (a different model configuration); {fresh}") from None
 
 
-def _to_device(batch, device, channels_last: bool):
+class _HoldInterrupts:
+    """Hold Ctrl-C (SIGINT) back until the block ends, so that an update is never half applied."""
+
+    def __enter__(self):
+        self.caught, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum, frame):
+        self.caught = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.caught and exc[0] is None:
+            raise KeyboardInterrupt
+        return False
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+class _Run:
+    """What a training run carries from step to step, and what a checkpoint stores of it."""
+
+    def __init__(self, model, config: TrainConfig, device, settings):
+        self.model, self.config, self.settings = model, config, settings
+        self.step, self.seconds_before, self.start = 0, 0.0, time.perf_counter()
+        self.optimizer = build_optimizer(model, config, device)
+        self.budget = config.max_minutes * 60 if config.max_minutes is not None else None
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: _lr_factor(config, s, self.elapsed() / self.budget if self.budget else 0.0))
+        self.ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
+        self.history: dict[str, list[float]] = {"loss": []}
+        self.pending: list[tuple[torch.Tensor, dict]] = []     # losses not yet read back from the device
+        self.stepped = False                                    # the optimizer has updated for this step
+        self.optimizer.register_step_post_hook(lambda *args: setattr(self, "stepped", True))
+
+    def elapsed(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.start
+
+    def load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.history = {k: [float(x) for x in v.tolist()] for k, v in state["history"].items()}
+        self.step, self.seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
+
+    def state(self) -> dict:
+        self.flush()
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+                "history": {k: torch.tensor(v, dtype=torch.float64) for k, v in self.history.items()},
+                "step": self.step, "seconds": self.elapsed(), "config": _config_record(self.config),
+                "objective": self.settings}
+
+    def finish_step(self, loss: torch.Tensor, logs: dict) -> None:
+        """Everything after the optimizer's update; together with it, one completed step."""
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.pending.append((loss.detach(), logs))
+        self.step += 1
+        self.stepped = False
+
+    def flush(self, last_good: Path | None = None) -> None:
+        """Read the pending losses back from the device (once per LOG_EVERY steps, not every step)."""
+        if not self.pending:
+            return
+        losses = torch.stack([loss.float() for loss, _ in self.pending]).cpu().tolist()
+        first = self.step - len(self.pending) + 1
+        for i, ((_, logs), value) in enumerate(zip(self.pending, losses)):
+            if not math.isfinite(value):
+                self.pending = []
+                note = f"; the last good checkpoint is {last_good}" if last_good and last_good.exists() else ""
+                raise FloatingPointError(f"the loss became {value} at step {first + i}: lower the learning rate "
+                                         f"(now {self.scheduler.get_last_lr()[0]:.2e}){note}")
+            self.history["loss"].append(value)
+            for k, v in logs.items():
+                self.history.setdefault(k, []).append(float(v))
+        self.pending = []
+
+
+def _save(run: _Run, path: Path | None) -> Path | None:
+    """Save a checkpoint; if the path fails now (a full disk, a folder removed), keep the work in an
+    emergency copy in the temporary folder and say where, instead of losing it."""
+    if path is None:
+        return None
+    state = run.state()
+    try:
+        return save_checkpoint(state, path)
+    except (OSError, RuntimeError) as error:
+        emergency = Path(tempfile.gettempdir()) / f"sdlib-emergency-{path.stem}-{os.getpid()}.pt"
+        save_checkpoint(state, emergency)
+        warnings.warn(f"could not write checkpoint {str(path)!r} ({error}); the training state was saved to "
+                      f"{emergency} instead: copy it to a safe place and pass it as checkpoint= to resume",
+                      RuntimeWarning, stacklevel=3)
+        return emergency
+
+
+def _as_dataset(data) -> TensorDataset:
+    if isinstance(data, (tuple, list)):
+        if not data or not all(isinstance(x, torch.Tensor) for x in data):
+            raise TypeError("data must be a TensorDataset or a tuple of tensors with the same first dimension, "
+                            f"got a {type(data).__name__} of {[type(x).__name__ for x in data][:4]}")
+        if any(len(x) != len(data[0]) for x in data):
+            raise ValueError(f"the tensors in data have different first dimensions: {[len(x) for x in data]}")
+        data = TensorDataset(*data)
+    if not isinstance(data, TensorDataset):
+        raise TypeError(f"data must be a TensorDataset or a tuple of tensors, got {type(data).__name__}")
+    return data
+
+
+def _batch(data: TensorDataset, config: TrainConfig, step: int, device, channels_last: bool) -> tuple:
     out = []
-    for x in batch:
+    for x in data[batch_indices(len(data), config.batch_size, step, config.seed)]:
         x = x.to(device, non_blocking=True)
         if channels_last and x.dim() == 4 and x.is_floating_point():
             x = x.contiguous(memory_format=torch.channels_last)
@@ -230,148 +491,69 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
         exists and `resume` is True, training continues from it.
     on_step(step, logs): called after every step (step counts from 1), e.g. to show samples.
     """
-    if isinstance(data, (tuple, list)):
-        if not data or not all(isinstance(x, torch.Tensor) for x in data):
-            raise TypeError("data must be a TensorDataset or a tuple of tensors with the same first dimension, "
-                            f"got a {type(data).__name__} of {[type(x).__name__ for x in data][:4]}")
-        if any(len(x) != len(data[0]) for x in data):
-            raise ValueError(f"the tensors in data have different first dimensions: {[len(x) for x in data]}")
-        data = TensorDataset(*data)
-    if not isinstance(data, TensorDataset):
-        raise TypeError(f"data must be a TensorDataset or a tuple of tensors, got {type(data).__name__}")
+    data, path = _as_dataset(data), Path(checkpoint) if checkpoint is not None else None
+    settings = loss_fn.settings() if callable(getattr(loss_fn, "settings", None)) else None
+    state = load_checkpoint(path) if path is not None and resume and path.exists() else None
+    if path is not None:
+        _check_writable(path)
+    if state is not None:
+        check_resume(state, model, config, settings, path)          # before anything is changed
     device = runtime.pick_device(config.device)
     autocast = resolve_autocast(config.autocast, device)
     channels_last = resolve_channels_last(config.channels_last, device, autocast)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)   # no weight decay on biases and norms
-    # The fused kernel updates all parameters in one pass (3 ms instead of 10 ms a step for the lesson-03
-    # U-Net on this CPU); it exists for CPU and CUDA tensors in floating point.
-    fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in decay + no_decay)
-    if config.optimizer == "muon":
-        optimizer = Muon([{"params": decay, "weight_decay": config.weight_decay, "muon": True},
-                          {"params": no_decay, "weight_decay": 0.0, "muon": False}], lr=config.lr, betas=config.betas)
-    else:
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=config.betas,
-                                      fused=fused or None)
-    budget = config.max_minutes * 60 if config.max_minutes is not None else None
-    clock = {"before": 0.0, "start": time.perf_counter()}    # training seconds of earlier runs, and this run's start
-
-    def elapsed() -> float:
-        return clock["before"] + time.perf_counter() - clock["start"]
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(config, s, elapsed() / budget if budget else 0.0))
-    ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
-    generator = torch.Generator(device=device if device.type != "mps" else "cpu").manual_seed(config.seed)
-    history: dict[str, list[float]] = {"loss": []}
-    step = 0
-    path = Path(checkpoint) if checkpoint is not None else None
-    settings = loss_fn.settings() if callable(getattr(loss_fn, "settings", None)) else None
-
-    if path is not None and path.exists() and resume:
-        state = load_checkpoint(path)
-        # Checked before any weights are loaded, so that a refused resume leaves `model` as it was.
-        saved_optimizer = state.get("config", {}).get("optimizer", "adamw")   # older checkpoints: AdamW
-        if saved_optimizer != config.optimizer:
-            raise RuntimeError(f"checkpoint {str(path)!r} was trained with optimizer={saved_optimizer!r}, this run "
-                               f"asks for {config.optimizer!r}; pass the same optimizer to resume, or resume=False "
-                               f"or a new checkpoint path to start afresh")
-        differ = _settings_differ(state.get("objective"), settings)
-        if differ:
-            raise RuntimeError(f"checkpoint {str(path)!r} was written with a different training objective "
-                               f"({', '.join(differ)} differ from this loss_fn's); pass resume=False or a new "
-                               f"checkpoint path to start afresh")
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as error:
-            raise RuntimeError(f"checkpoint {str(path)!r} was written for a different model configuration "
-                               f"({str(error).splitlines()[0]}); pass resume=False or a new checkpoint path "
-                               f"to start afresh") from None
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        generator.set_state(state["generator"])
-        history = {k: [float(x) for x in v.tolist()] for k, v in state["history"].items()}
-        step = int(state["step"])
-        clock["before"] = float(state.get("seconds", 0.0))
+    model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+    run = _Run(model, config, device, settings)
+    if state is not None:
+        run.load(state)
         if progress:
-            print(f"resuming from {path} at step {step} of {config.steps}")
-
-    def save() -> None:
-        if path is None:
-            return
-        _save_atomic({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None, "generator": generator.get_state(),
-            "history": {k: torch.tensor(v) for k, v in history.items()}, "step": step, "seconds": elapsed(),
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
-            "objective": settings,
-        }, path)
-
+            print(f"resuming from {path} at step {run.step} of {config.steps}")
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=config.steps, initial=step, desc=description, disable=not progress, leave=True)
-    start, start_step, interrupted, out_of_time = time.perf_counter(), step, False, False
-    clock["start"] = start
-    n = len(data)
+    bar = tqdm(total=config.steps, initial=run.step, desc=description, disable=not progress, leave=True)
+    start_step, interrupted, written = run.step, False, None
+    out_of_time = run.budget is not None and run.elapsed() >= run.budget     # a budget already spent
     model.train()
     try:
-        while step < config.steps:
-            if budget is not None and elapsed() >= budget:
-                out_of_time = True
-                break
-            idx = batch_indices(n, config.batch_size, step, config.seed)
-            batch = _to_device(data[idx], device, channels_last)
-            with torch.autocast(device.type, dtype=getattr(torch, autocast or "bfloat16"),
-                                enabled=autocast is not None):
-                out = loss_fn(model, batch, generator)
-            loss, logs = (out if isinstance(out, tuple) else (out, {}))
-            if not torch.isfinite(loss):
-                save_note = f"; the last good checkpoint is {path}" if path is not None and path.exists() else ""
-                raise FloatingPointError(f"the loss became {loss.item()} at step {step + 1}: lower the learning "
-                                         f"rate (now {scheduler.get_last_lr()[0]:.2e}){save_note}")
-            optimizer.zero_grad(set_to_none=True)
+        while run.step < config.steps and not out_of_time:
+            batch = _batch(data, config, run.step, device, channels_last)
+            with torch.autocast(device.type, dtype=getattr(torch, autocast or "bfloat16"), enabled=bool(autocast)):
+                out = loss_fn(model, batch, step_generator(config.seed, run.step, device))
+            loss, logs = out if isinstance(out, tuple) else (out, {})
+            run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model)
-            step += 1
-            history["loss"].append(loss.item())
-            for k, v in logs.items():
-                history.setdefault(k, []).append(float(v))
+            with _HoldInterrupts():
+                run.optimizer.step()
+                run.finish_step(loss, logs)
             bar.update(1)
-            if step % 10 == 0 or step == config.steps:
-                recent = history["loss"][-50:]
-                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                save()
+            if run.step % LOG_EVERY == 0 or run.step == config.steps or on_step is not None:
+                run.flush(path)
+                out_of_time = run.budget is not None and run.elapsed() >= run.budget
+                recent = run.history["loss"][-50:]
+                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.1e}")
+            if config.checkpoint_every and run.step % config.checkpoint_every == 0:
+                written = _save(run, path)
             if on_step is not None:
-                on_step(step, {"loss": history["loss"][-1], **logs})
+                on_step(run.step, {"loss": run.history["loss"][-1], **logs})
     except KeyboardInterrupt:
         interrupted = True
-        save()
-        print(f"\ninterrupted at step {step}" + (f"; checkpoint saved to {path}, run again to resume" if path else ""))
+        if run.stepped:                    # interrupted after the optimizer's update: complete that step
+            run.finish_step(loss, logs)
     finally:
         bar.close()
-    if not interrupted:
-        save()
-    if out_of_time and progress:
-        print(f"time budget of {config.max_minutes:g} min reached after {step} of {config.steps} steps "
-              f"(the learning rate followed the clock down, so the run ends annealed)")
-    seconds = time.perf_counter() - start
+    written = _save(run, path) or written
+    if interrupted and progress:
+        print(f"\ninterrupted at step {run.step}" + (f"; checkpoint saved to {written}, run again to resume"
+                                                    if written else ""))
+    if run.budget is not None and run.elapsed() >= run.budget and run.step < config.steps:
+        out_of_time = True
+        if progress:
+            print(f"time budget of {config.max_minutes:g} min reached after {run.step} of {config.steps} steps "
+                  f"(the learning rate followed the clock down, so the run ends annealed)")
     model.eval()
-    done = step - start_step
-    return TrainResult(model=model, ema=ema.model if ema is not None else None, history=history, steps=step,
-                       seconds=seconds, interrupted=interrupted, checkpoint=path,
+    seconds, done = time.perf_counter() - run.start, run.step - start_step
+    return TrainResult(model=model, ema=run.ema.model if run.ema else None, history=run.history, steps=run.step,
+                       seconds=seconds, interrupted=interrupted, checkpoint=written,
                        images_per_second=done * config.batch_size / seconds if done and seconds > 0 else float("nan"),
-                       autocast=autocast, out_of_time=out_of_time, minutes=elapsed() / 60)
+                       autocast=autocast, out_of_time=out_of_time, minutes=run.elapsed() / 60)

@@ -256,7 +256,7 @@ def test_auto_memory_layout_is_nchw_only_for_bfloat16_on_a_cpu():
 
 
 def test_bad_configs():
-    with pytest.raises(ValueError, match="steps must be a positive int"):
+    with pytest.raises(ValueError, match="steps must be at least 1"):
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="ema_decay"):
         TrainConfig(ema_decay=1.5)
@@ -268,3 +268,201 @@ def test_bad_configs():
         TrainConfig(autocast="bf16")
     with pytest.raises(TypeError, match="TensorDataset"):
         fit(make_model(), mse, [1, 2, 3], config(), progress=False)
+
+
+# -- nothing lost: exact resume, safe checkpoints ---------------------------------------------------
+
+def same_state(a, b):
+    """Bit-identical weights, EMA weights and loss history."""
+    assert a.steps == b.steps and a.history == b.history
+    for x, y in zip(list(a.model.state_dict().values()) + list(a.ema.state_dict().values()),
+                    list(b.model.state_dict().values()) + list(b.ema.state_dict().values())):
+        assert torch.equal(x, y)
+
+
+def drawing_mse(point, when):
+    """The regression loss, with a Ctrl-C injected at call number `when`, before or after it draws noise."""
+    calls = {"n": 0}
+
+    def loss_fn(model, batch, generator):
+        calls["n"] += 1
+        if point == "before the draw" and calls["n"] == when:
+            raise KeyboardInterrupt
+        x, y = batch
+        noise = torch.randn(x.shape, generator=generator) * 0.01
+        if point == "after the draw" and calls["n"] == when:
+            raise KeyboardInterrupt
+        return ((model(x + noise).squeeze(1) - y) ** 2).mean()
+    return loss_fn
+
+
+@pytest.mark.parametrize("point", ["before the draw", "after the draw", "after backward", "after the optimizer step"])
+def test_an_interrupt_anywhere_in_a_step_resumes_bit_identically(tmp_path, point):
+    data, path, cfg = regression_data(), tmp_path / "run.pt", config(steps=30, checkpoint_every=7)
+    straight = fit(make_model(), drawing_mse(None, 0), data, cfg, progress=False)
+    model, hooks = make_model(), []
+    if point == "after backward":                   # raised by autograd while the gradients are being computed
+        calls = {"n": 0}
+
+        def grad_hook(grad):
+            calls["n"] += 1
+            if calls["n"] == 13:
+                raise KeyboardInterrupt
+            return grad
+        hooks.append(model[0].weight.register_hook(grad_hook))
+    if point == "after the optimizer step":         # the update is applied, the step's bookkeeping is not
+        calls = {"n": 0}
+
+        def post_step(optimizer, args, kwargs):
+            calls["n"] += 1
+            if calls["n"] == 13:
+                raise KeyboardInterrupt
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+        hooks.append(register_optimizer_step_post_hook(post_step))
+    try:
+        stopped = fit(model, drawing_mse(point, 13), data, cfg, checkpoint=path, progress=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert stopped.interrupted
+    assert load_checkpoint(path)["step"] == (13 if point == "after the optimizer step" else 12)
+    resumed = fit(make_model(), drawing_mse(None, 0), data, cfg, checkpoint=path, progress=False)
+    same_state(resumed, straight)
+
+
+SIGINT_SCRIPT = """
+import sys, time, torch
+from torch import nn
+sys.path.insert(0, {tests!r})
+from test_train import regression_data, make_model, drawing_mse, config
+from sdlib.train import fit
+torch.set_num_threads(1)
+
+def slow(step, logs):
+    if step == 5:
+        print("running", flush=True)
+    time.sleep(0.002)
+r = fit(make_model(), drawing_mse(None, 0), regression_data(),
+        config(steps=100000, checkpoint_every=1000, lr_schedule="constant"),
+        checkpoint={path!r}, progress=False, on_step=slow)
+print("interrupted" if r.interrupted else "finished", r.steps, flush=True)
+"""
+
+
+def test_a_real_ctrl_c_to_a_training_process_resumes_bit_identically(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    path = tmp_path / "run.pt"
+    script = SIGINT_SCRIPT.format(tests=str(Path(__file__).parent), path=str(path))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        time.sleep(0.7)                                    # somewhere inside a step, wherever it lands
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    done = int(out.split()[-1])
+    assert out.split()[0] == "interrupted" and 5 < done < 100000
+    assert load_checkpoint(path)["step"] == done
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                               # bit-identical needs the same thread count
+    try:
+        cfg = config(steps=done + 20, checkpoint_every=1000, lr_schedule="constant")   # a longer run may resume
+        resumed = fit(make_model(), drawing_mse(None, 0), regression_data(), cfg, checkpoint=path, progress=False)
+        straight = fit(make_model(), drawing_mse(None, 0), regression_data(), cfg, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    same_state(resumed, straight)
+
+
+def test_a_damaged_checkpoint_is_refused_before_anything_is_touched(tmp_path):
+    path = tmp_path / "run.pt"
+    fit(make_model(), mse, regression_data(), config(steps=10), checkpoint=path, progress=False)
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle:middle + 64] = bytes(b ^ 0xFF for b in raw[middle:middle + 64])
+    path.write_bytes(bytes(raw))
+    model = make_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="damaged"):
+        fit(model, mse, regression_data(), config(), checkpoint=path, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    torch.save({"model": make_model().state_dict()}, path)           # weights only, not a training checkpoint
+    with pytest.raises(RuntimeError, match="not a training checkpoint"):
+        load_checkpoint(path)
+
+
+def test_a_refused_resume_of_a_larger_unet_leaves_it_untouched(tmp_path):
+    from sdlib.diffusion import DDPMObjective
+    from sdlib.schedules import NoiseSchedule
+    from sdlib.unet import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    small = UNet(UNetConfig(channels=(8, 16), image_size=8, groups=4, max_t=50))
+    images = (torch.rand(16, 1, 8, 8) * 2 - 1,)
+    objective = DDPMObjective(NoiseSchedule.linear(50))
+    path = tmp_path / "unet.pt"
+    fit(small, objective, images, config(steps=2, batch_size=8), checkpoint=path, progress=False)
+    big = UNet(UNetConfig(channels=(8, 16, 32), image_size=8, groups=4, max_t=50))
+    before = {k: v.clone() for k, v in big.state_dict().items()}
+    with pytest.raises(RuntimeError, match="another configuration.*missing"):
+        fit(big, objective, images, config(steps=4, batch_size=8), checkpoint=path, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in big.state_dict().items())
+    # The schedule is part of the objective: a cosine schedule cannot continue a linear run.
+    with pytest.raises(RuntimeError, match="different training objective.*betas_sha256"):
+        fit(small, DDPMObjective(NoiseSchedule.cosine(50)), images, config(steps=4, batch_size=8), checkpoint=path,
+            progress=False)
+
+
+def test_an_unwritable_checkpoint_path_fails_before_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    steps = []
+    with pytest.raises(PermissionError, match="cannot be written"):
+        fit(make_model(), mse, regression_data(), config(), checkpoint=blocker / "run.pt", progress=False,
+            on_step=lambda step, logs: steps.append(step))
+    assert steps == []                                    # refused before the first step
+
+
+def test_a_checkpoint_that_fails_later_keeps_the_work_in_an_emergency_copy(tmp_path, monkeypatch):
+    import sdlib.train as train
+
+    path, real_save = tmp_path / "run.pt", train.save_checkpoint
+
+    def failing(state, where):
+        if Path(where) == path and state["step"] >= 20:
+            raise OSError(28, "No space left on device")
+        return real_save(state, where)
+
+    from pathlib import Path
+    monkeypatch.setattr(train, "save_checkpoint", failing)
+    with pytest.warns(RuntimeWarning, match="emergency|saved to"):
+        result = fit(make_model(), mse, regression_data(), config(), checkpoint=path, progress=False)
+    assert result.steps == 40 and result.checkpoint != path and result.checkpoint.exists()
+    assert load_checkpoint(result.checkpoint)["step"] == 40
+    result.checkpoint.unlink()
+
+
+def test_a_resume_with_other_settings_is_refused_but_a_longer_run_is_allowed(tmp_path):
+    path = tmp_path / "run.pt"
+    fit(make_model(), mse, regression_data(), config(steps=10), checkpoint=path, progress=False)
+    with pytest.raises(RuntimeError, match=r"other settings \(lr: 0.01 in the checkpoint, 0.02 now"):
+        fit(make_model(), mse, regression_data(), config(lr=0.02), checkpoint=path, progress=False)
+    longer = fit(make_model(), mse, regression_data(), config(steps=60, max_minutes=5), checkpoint=path,
+                 progress=False)
+    assert longer.steps == 60 and load_checkpoint(path)["config"]["steps"] == 60
+
+
+def test_bad_numbers_in_a_config_are_refused():
+    with pytest.raises(ValueError, match="grad_clip must be a positive"):
+        TrainConfig(grad_clip=-1)
+    with pytest.raises(TypeError, match="steps must be an int"):
+        TrainConfig(steps=True)
+    with pytest.raises(ValueError, match="lr must be a finite"):
+        TrainConfig(lr=float("nan"))
