@@ -121,6 +121,9 @@ class Level(nn.Module):
 class UNet(nn.Module):
     """ε_θ(x_t, t, context): see the module docstring. Images and noisy images in model range."""
 
+    # the noise schedule it was trained with, when known (set by sdlib.pretrained from the manifest); samplers refuse another
+    schedule_name: str | None = None
+
     def __init__(self, config: UNetConfig | None = None):
         super().__init__()
         self.config = c = config or UNetConfig()

@@ -82,6 +82,35 @@ def test_corrupted_and_missing_files_are_refused(folder, tmp_path):
         data.check_mnist_folder(tmp_path)
 
 
+def test_damaged_extracted_files_are_extracted_again_never_read(folder, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    good = data.load_mnist("test", local_dir=folder, root=root)
+    raw = root / "MNIST" / "raw"
+    labels, images = raw / "t10k-labels-idx1-ubyte", raw / "t10k-images-idx3-ubyte"
+    damaged = bytearray(labels.read_bytes())
+    damaged[8:] = bytes([200]) * (len(damaged) - 8)                     # right size and header, every label 200
+    labels.write_bytes(bytes(damaged))
+    with pytest.warns(UserWarning, match=r"t10k-labels-idx1-ubyte was damaged \(its SHA-256") as caught:
+        again = data.load_mnist("test", local_dir=folder, root=root)
+        assert torch.equal(again.labels, good.labels)                   # not 200 everywhere
+    assert caught[0].category is data.MNISTRepairedWarning
+
+    images.write_bytes(images.read_bytes()[:-784])                      # one image short
+    with pytest.warns(data.MNISTRepairedWarning, match=r"t10k-images-idx3-ubyte was damaged \(7,839,232 bytes instead "
+                                                       r"of 7,840,016\); replaced it with a fresh extraction"):
+        again = data.load_mnist("test", local_dir=folder, root=root)
+    assert torch.equal(again.images, good.images)
+
+    # Without a .gz to extract from and without permission to download, the damaged file is refused.
+    monkeypatch.delenv(data.MNIST_DIR_ENV, raising=False)
+    labels.write_bytes(bytes(damaged))
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(data.MNISTUnavailable, match="t10k-labels-idx1-ubyte is damaged .*t10k-labels-idx1-ubyte.gz "
+                                                    "beside it is missing"):
+        data.load_mnist("test", root=root, download=False)
+    assert not labels.exists()
+
+
 def test_no_folder_and_no_internet_names_both_ways_out(tmp_path, monkeypatch):
     monkeypatch.delenv(data.MNIST_DIR_ENV, raising=False)
 
