@@ -20,7 +20,7 @@ from torch.utils.data import TensorDataset
 
 from . import metrics, validate
 from .captions import Styles, StyleThresholds, caption, classify_styles, random_captions
-from .samplers import ClassifierFreeGuidance, DDIMSampler, randn, sample
+from .samplers import ClassifierFreeGuidance, DDIMSampler, sample
 from .schedules import NoiseSchedule
 
 
@@ -132,9 +132,9 @@ def generate(model, encoder: PromptEncoder, prompts: list[str], w: float = 3.0, 
         neg_context, neg_mask = encoder(negatives)
     c = model.config
     shape = shape or (c.in_channels, c.image_size, c.image_size)
-    x_T = randn((len(prompts), *shape), generator, device)
     denoiser = ClassifierFreeGuidance(model, context, w, mask, neg_context, neg_mask)
-    x = sample(denoiser, sampler, x_T=x_T, generator=generator, progress=progress, batch_size=batch_size)
+    x = sample(denoiser, sampler, (len(prompts), *shape), generator=generator, progress=progress,
+               batch_size=batch_size, device=device)
     return x.clamp(-1, 1)
 
 

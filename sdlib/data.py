@@ -58,6 +58,11 @@ def to_model_range(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.float().div(127.5).sub(1.0)
 
 
+def from_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] (what the pipeline and the plots take) -> [-1, 1] (what the models take)."""
+    return images * 2.0 - 1.0
+
+
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """Images in [-1, 1] -> [0, 1] for display (values outside are clipped)."""
     return images.add(1.0).div(2.0).clamp(0.0, 1.0)

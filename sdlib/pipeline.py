@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from . import validate
 from .conditioning import PromptEncoder
-from .samplers import ClassifierFreeGuidance, DDIMSampler, DDPMSampler, randn
+from .data import from_unit_range, to_unit_range
+from .samplers import ClassifierFreeGuidance, DDIMSampler, DDPMSampler, SampleNoise, sample
 from .schedules import NoiseSchedule
 
 
@@ -49,7 +50,7 @@ class LatentDiffusion:
         from . import pretrained
         vae = pretrained.load_pretrained("vae", device=device)
         unet = pretrained.load_pretrained("latent_ddpm", device=device)
-        return cls(vae, PromptEncoder.pretrained(device=device), unet)
+        return cls(vae, PromptEncoder.pretrained(device=device), unet, pretrained.schedule("latent_ddpm"))
 
     @property
     def device(self) -> torch.device:
@@ -71,7 +72,8 @@ class LatentDiffusion:
                       seed: int | None = 0, generator: torch.Generator | None = None, batch_size: int = 250,
                       kind: str = "ddim", eta: float = 0.0, return_steps: bool = False,
                       progress: bool = True) -> PipelineOutput:
-        """Images for `prompts` (a string or a list) from pure noise."""
+        """Images for `prompts` (a string or a list) from pure noise. seed=None: fresh randomness (from
+        torch's global random state); the images depend on the seed and their index, not on batch_size."""
         prompts = _prompt_list(prompts)
         return self._run(prompts, negative_prompt, guidance_scale, steps, seed, generator, batch_size, kind, eta,
                          return_steps, progress)
@@ -81,8 +83,9 @@ class LatentDiffusion:
                        guidance_scale: float = 3.0, steps: int = 50, *, seed: int | None = 0,
                        generator: torch.Generator | None = None, batch_size: int = 250, return_steps: bool = False,
                        progress: bool = True) -> PipelineOutput:
-        """SDEdit: encode `images` ((B, 1, 28, 28) in [0, 1]), noise them to the step that `strength` selects
-        (strength · T, 0: the input unchanged, 1: pure noise, the input ignored), then denoise with the prompts."""
+        """SDEdit: encode `images` ((B, 1, 28, 28) in [0, 1]), noise them to t = round(strength · T) (0: the
+        input unchanged, 1: pure noise, the input ignored), then denoise with the prompts: one step from that
+        exact t to the next step of the sampler's grid below it, then the grid."""
         images = self._check_images(images, "images")
         prompts = _prompt_list(prompts, len(images))
         strength = validate.finite_number(strength, "strength")
@@ -92,7 +95,7 @@ class LatentDiffusion:
             validate.finite_number(guidance_scale, "guidance_scale")
             validate.positive_int(steps, "steps", minimum=1, maximum=self.schedule.T)
             _negatives(negative_prompt, len(prompts))
-            z0 = self.vae.encode_scaled(images.to(self.device) * 2 - 1).cpu()
+            z0 = self.vae.encode_scaled(from_unit_range(images.to(self.device))).cpu()
             return PipelineOutput(images.clone().cpu(), z0)
         return self._run(prompts, negative_prompt, guidance_scale, steps, seed, generator, batch_size, "ddim", 0.0,
                          return_steps, progress, init=images, strength=strength)
@@ -101,83 +104,95 @@ class LatentDiffusion:
     def inpaint(self, images: torch.Tensor, masks: torch.Tensor, prompts, negative_prompt=None,
                 guidance_scale: float = 3.0, steps: int = 50, *, seed: int | None = 0,
                 generator: torch.Generator | None = None, batch_size: int = 250, return_steps: bool = False,
-                progress: bool = True) -> PipelineOutput:
-        """Repaint where `masks` is 1 ((B, 1, 28, 28) in {0, 1}, or bool) and keep the rest: at every step the
-        kept part of the latent is replaced by the original's latent noised to the same step."""
+                paste_known: bool = True, progress: bool = True) -> PipelineOutput:
+        """Repaint where `masks` is 1 ((B, 1, 28, 28) of 0s and 1s, or bool) and keep the rest. At every step the
+        kept part of the latent is replaced by the original's latent noised to the same step (`KeepKnown`).
+        The decoder then redraws the whole image, kept part included, so by default (paste_known=True) the
+        known pixels are pasted back at the end, blended over one pixel inside the mask's edge; the kept
+        region then equals the input exactly. paste_known=False returns the decoder's image (latent-only)."""
         images = self._check_images(images, "images")
         masks = self._check_images(masks.float() if masks.dtype == torch.bool else masks, "masks")
         if len(masks) != len(images):
             raise ValueError(f"got {len(images)} images but {len(masks)} masks: give one mask per image")
+        if not ((masks == 0) | (masks == 1)).all():
+            raise ValueError("masks must hold only 0 (keep) and 1 (repaint); a soft (fractional) mask is not "
+                             "supported: threshold it, e.g. masks > 0.5")
         prompts = _prompt_list(prompts, len(images))
-        return self._run(prompts, negative_prompt, guidance_scale, steps, seed, generator, batch_size, "ddim", 0.0,
-                         return_steps, progress, init=images, masks=masks)
+        out = self._run(prompts, negative_prompt, guidance_scale, steps, seed, generator, batch_size, "ddim", 0.0,
+                        return_steps, progress, init=images, masks=masks)
+        if paste_known:
+            repaint = edge_blend(masks)
+            out.images = repaint * out.images + (1 - repaint) * images.cpu()
+        return out
 
     def latent_mask(self, masks: torch.Tensor) -> torch.Tensor:
         """(B, 1, 28, 28) pixel mask -> (B, 1, 7, 7): a latent cell is repainted if any of its 4×4 pixels is."""
         return F.adaptive_max_pool2d(masks.float(), self.vae.latent_shape[1:])
 
-    # -- the loop ---------------------------------------------------------------------------
+    # -- what the three share ---------------------------------------------------------------
 
     def _run(self, prompts, negative_prompt, w, steps, seed, generator, batch_size, kind, eta, return_steps,
              progress, init=None, strength=None, masks=None) -> PipelineOutput:
         w = validate.finite_number(w, "guidance_scale")
         validate.positive_int(steps, "steps", minimum=1, maximum=self.schedule.T)
-        if generator is None:
-            generator = torch.Generator().manual_seed(0 if seed is None else seed)
+        validate.positive_int(batch_size, "batch_size")
         sampler = self.sampler(steps, kind, eta)
         negatives = _negatives(negative_prompt, len(prompts))
-        outputs = []
-        for i in range(0, len(prompts), batch_size):
-            part = slice(i, i + batch_size)
-            outputs.append(self._denoise(prompts[part], None if negatives is None else negatives[part], w, sampler,
-                                         generator, return_steps, progress,
-                                         None if init is None else init[part], strength,
-                                         None if masks is None else masks[part]))
-        images = torch.cat([o.images for o in outputs])
-        latents = torch.cat([o.latents for o in outputs])
-        steps_out = [torch.cat(s) for s in zip(*[o.steps for o in outputs])] if return_steps else []
-        return PipelineOutput(images, latents, steps_out, outputs[0].timesteps if return_steps else [])
-
-    def _denoise(self, prompts, negatives, w, sampler, generator, return_steps, progress, init, strength, masks):
-        from tqdm.auto import tqdm
-
-        device, b = self.device, len(prompts)
+        noise = SampleNoise(len(prompts), seed, generator)
+        device, n = self.device, len(prompts)
         context, mask = self.encoder(prompts)
         neg = self.encoder(negatives) if negatives is not None else (None, None)
         guide = ClassifierFreeGuidance(self.unet, context, w, mask, *neg)
-        timesteps = list(sampler.timesteps)
-        z_known = keep = None
-        if init is not None:
-            z_known = self.vae.encode_scaled(init.to(device) * 2 - 1)                    # (B, 4, 7, 7)
-        if strength is not None and strength < 1.0:              # SDEdit: start part of the way down
-            start = len(timesteps) - max(1, round(strength * len(timesteps)))
-            timesteps = timesteps[start:]
-            t0 = timesteps[0]
-            z = self.schedule.add_noise(z_known, randn(z_known.shape, generator, device), t0)
+        timesteps, hook = list(sampler.timesteps), None
+        z_known = None if init is None else self.vae.encode_scaled(from_unit_range(init.to(device)))   # (B, 4, 7, 7)
+        if strength is not None and strength < 1.0:              # SDEdit: start part of the way down, at t_start
+            t_start = max(1, round(strength * self.schedule.T))
+            timesteps = [t_start] + [t for t in timesteps if t < t_start]
+            z = self.schedule.add_noise(z_known, noise.randn(z_known.shape, device), t_start)
         else:
-            z = randn((b, *self.vae.latent_shape), generator, device)
+            z = noise.randn((n, *self.vae.latent_shape), device)
         if masks is not None:
-            keep = 1 - self.latent_mask(masks.to(device))            # 1 where the original stays
-        record = []
-        for t in tqdm(timesteps, desc="denoising", disable=not progress, leave=False):
-            eps = guide(z, torch.full((b,), t, device=device, dtype=torch.long))
-            out = sampler.step(eps, t, z, generator)
-            z = out.x_prev
-            if keep is not None:                                   # put the known region back, noised to t_prev
-                t_prev = getattr(sampler, "previous", {}).get(t, t - 1)
-                known = self.schedule.add_noise(z_known, randn(z.shape, generator, device), t_prev) if t_prev > 0 else z_known
-                z = keep * known + (1 - keep) * z
-            if return_steps:
-                record.append(out.x0_pred.cpu())
-        images = (self.vae.decode_scaled(z) + 1) / 2
-        return PipelineOutput(images.clamp(0, 1).cpu(), z.cpu(), record, timesteps if return_steps else [])
+            hook = KeepKnown(self.schedule, z_known, 1 - self.latent_mask(masks.to(device)), noise)
+        out = sample(guide, sampler, x_T=z, generator=noise, timesteps=timesteps, on_step=hook,
+                     batch_size=batch_size, trajectory=return_steps, progress=progress)
+        z, record = out if return_steps else (out, None)
+        images = to_unit_range(self.vae.decode_scaled(z)).cpu()
+        return PipelineOutput(images, z.cpu(), record.x0_pred if record else [], record.t if record else [])
 
     def _check_images(self, images, name):
         validate.images(images, name, channels=1, size=(28, 28), value_range=(0.0, 1.0))
         return images
 
 
+class KeepKnown:
+    """The inpainting step hook: after each step, the kept region (keep = 1) of the sample is replaced by
+    the original latent z_known noised to the step just reached, so only the masked region is generated."""
+
+    def __init__(self, schedule: NoiseSchedule, z_known: torch.Tensor, keep: torch.Tensor, noise: SampleNoise):
+        self.schedule, self.z_known, self.keep, self.noise = schedule, z_known, keep, noise
+
+    def select(self, index: slice) -> "KeepKnown":
+        return KeepKnown(self.schedule, self.z_known[index], self.keep[index], self.noise.select(index))
+
+    def __call__(self, t: int, t_prev: int, z: torch.Tensor) -> torch.Tensor:
+        known = self.z_known
+        if t_prev > 0:
+            known = self.schedule.add_noise(known, self.noise.randn(z.shape, z.device), t_prev)
+        return self.keep * known + (1 - self.keep) * z
+
+
+def edge_blend(masks: torch.Tensor) -> torch.Tensor:
+    """How much of the generated image to use per pixel: 0 on the kept region (the input stays exact), 1 deep
+    in the mask, and in between on the mask's first pixel row, so the pasted border does not show a seam."""
+    masks = masks.float().cpu()
+    kept_nearby = F.avg_pool2d(1 - masks, 3, stride=1, padding=1, count_include_pad=False)
+    return masks * (1 - kept_nearby)
+
+
 def _prompt_list(prompts, n: int | None = None) -> list[str]:
+    if isinstance(prompts, (set, frozenset)):
+        raise TypeError("prompts must be a string or a list of strings, not a set: a set's order changes from run "
+                        "to run, so the images would not match their prompts; pass a list")
     if isinstance(prompts, str):
         prompts = [prompts] * (n or 1)
     if not isinstance(prompts, (list, tuple)) or not all(isinstance(p, str) for p in prompts):
@@ -192,6 +207,9 @@ def _prompt_list(prompts, n: int | None = None) -> list[str]:
 def _negatives(negative_prompt, n: int):
     if negative_prompt is None:
         return None
+    if isinstance(negative_prompt, (set, frozenset)) or not isinstance(negative_prompt, (str, list, tuple)):
+        raise TypeError(f"negative_prompt must be a string or a list of strings (not a set, whose order changes "
+                        f"from run to run), got {type(negative_prompt).__name__}")
     negatives = [negative_prompt] * n if isinstance(negative_prompt, str) else list(negative_prompt)
     if len(negatives) != n:
         raise ValueError(f"give one negative prompt, or one per prompt ({n}), got {len(negatives)}")

@@ -55,6 +55,14 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def mix_seed(*numbers: int) -> int:
+    """A 63-bit seed from integers, e.g. (seed, step) or (seed, sample index): neighbouring tuples give
+    unrelated random streams, and the result depends on nothing else."""
+    import hashlib
+    digest = hashlib.sha256(":".join(str(int(n)) for n in numbers).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's generators (every device)."""
     random.seed(seed)

@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from . import validate
+from . import runtime, validate
 from .schedules import NoiseSchedule
 
 
@@ -31,8 +31,52 @@ class StepOutput:
     x0_pred: torch.Tensor     # the model's current guess of the clean image
 
 
-def randn(shape, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
-    """Standard normal noise drawn with `generator` (on the generator's own device), moved to `device`."""
+class SampleNoise:
+    """Gaussian noise that depends only on a seed and each sample's index: sample i draws from its own
+    generator, seeded from (seed, i). So the same seed gives the same images whatever the batch size, and
+    an image does not change when others are added to or taken from the batch.
+
+    seed: an int; or generator: a torch.Generator to draw the seed from (it advances, so a second call
+    gives new images); neither: a seed from torch's global random state (torch.manual_seed makes it repeat).
+    """
+
+    def __init__(self, n: int, seed: int | None = None, generator: torch.Generator | None = None):
+        validate.positive_int(n, "the number of samples")
+        if seed is not None and generator is not None:
+            raise ValueError("give a seed or a generator, not both: the seed would silently be ignored")
+        if seed is not None:
+            seed = validate.positive_int(seed, "seed", minimum=0)
+        elif generator is not None:
+            if not isinstance(generator, torch.Generator):
+                raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        else:
+            seed = int(torch.randint(0, 2**62, (1,)))
+        self.seed = seed
+        self.generators = [torch.Generator().manual_seed(runtime.mix_seed(seed, i)) for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def select(self, index: slice) -> "SampleNoise":
+        """The noise of some of the samples (sharing their generators): used to work in batches."""
+        part = object.__new__(SampleNoise)
+        part.seed, part.generators = self.seed, self.generators[index]
+        return part
+
+    def randn(self, shape, device=None, dtype=torch.float32) -> torch.Tensor:
+        """(n, *shape[1:]) standard normal noise, one row per sample, drawn on the CPU then moved."""
+        if shape[0] != len(self):
+            raise ValueError(f"asked for noise of {shape[0]} samples from the noise of {len(self)}")
+        rows = [torch.randn(tuple(shape[1:]), generator=g) for g in self.generators]
+        return torch.stack(rows).to(device=device, dtype=dtype)
+
+
+def randn(shape, generator: torch.Generator | SampleNoise | None, device, dtype=torch.float32) -> torch.Tensor:
+    """Standard normal noise drawn with `generator` (a torch.Generator, on its own device, or a SampleNoise:
+    one stream per sample), moved to `device`."""
+    if isinstance(generator, SampleNoise):
+        return generator.randn(shape, device, dtype)
     where = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=where, dtype=dtype).to(device)
 
@@ -68,12 +112,13 @@ class DDPMSampler:
         s = self.schedule
         return math.sqrt((s.beta if self.variance == "beta" else s.beta_tilde)[t].item())
 
-    def step(self, eps_pred: torch.Tensor, t: int, x_t: torch.Tensor,
-             generator: torch.Generator | None = None) -> StepOutput:
+    def step(self, eps_pred: torch.Tensor, t: int, x_t: torch.Tensor, generator=None,
+             t_prev: int | None = None) -> StepOutput:
+        """x_{t-1} from x_t. generator: a torch.Generator or a SampleNoise; t_prev, if given, must be t - 1."""
         _check_step_inputs(eps_pred, x_t)
-        t = int(t)
-        if not 1 <= t <= self.schedule.T:
-            raise ValueError(f"t must lie in [1, {self.schedule.T}], got {t}")
+        t = validate.timestep(t, self.schedule.T)
+        if t_prev is not None and t_prev != t - 1:
+            raise ValueError(f"DDPM steps from t to t - 1 only, got t={t}, t_prev={t_prev}: use DDIMSampler to skip")
         s = self.schedule
         x0_pred = (x_t - s.sqrt_one_minus_alpha_bar[t].item() * eps_pred) / s.sqrt_alpha_bar[t].item()
         if self.clip_x0:
@@ -110,15 +155,24 @@ class DDIMSampler:
     def __repr__(self):
         return f"DDIMSampler({self.steps} steps, eta={self.eta}, clip_x0={self.clip_x0})"
 
-    def step(self, eps_pred: torch.Tensor, t: int, x_t: torch.Tensor,
-             generator: torch.Generator | None = None) -> StepOutput:
+    def step(self, eps_pred: torch.Tensor, t: int, x_t: torch.Tensor, generator=None,
+             t_prev: int | None = None) -> StepOutput:
+        """x_{t_prev} from x_t. t_prev: by default the next step of this sampler's grid; any 0 <= t_prev < t
+        is allowed (image-to-image starts at the exact t its strength selects). generator: a torch.Generator
+        or a SampleNoise."""
         _check_step_inputs(eps_pred, x_t)
-        t = int(t)
-        if t not in self.previous:
-            raise ValueError(f"t={t} is not one of this sampler's {self.steps} time steps "
-                             f"({self.timesteps[0]}, {self.timesteps[1] if self.steps > 1 else ''}...)")
+        t = validate.timestep(t, self.schedule.T)
+        if t_prev is None:
+            if t not in self.previous:
+                raise ValueError(f"t={t} is not one of this sampler's {self.steps} time steps "
+                                 f"({self.timesteps[0]}, {self.timesteps[1] if self.steps > 1 else ''}...); "
+                                 f"pass t_prev to step from another t")
+            t_prev = self.previous[t]
+        t_prev = validate.timestep(t_prev, self.schedule.T, lowest=0, name="t_prev")
+        if t_prev >= t:
+            raise ValueError(f"t_prev must be below t, got t={t}, t_prev={t_prev}")
         s = self.schedule
-        ab, ab_prev = s.alpha_bar[t].item(), s.alpha_bar[self.previous[t]].item()
+        ab, ab_prev = s.alpha_bar[t].item(), s.alpha_bar[t_prev].item()
         x0_pred = (x_t - math.sqrt(1 - ab) * eps_pred) / math.sqrt(ab)
         if self.clip_x0:
             x0_pred = x0_pred.clamp(-1, 1)
@@ -223,44 +277,100 @@ def _pad_mask(mask, length):
     return mask if mask.shape[1] == length else torch.nn.functional.pad(mask, (0, length - mask.shape[1]), value=False)
 
 
+def _model_of(denoiser):
+    """The network inside a denoiser (a U-Net, or the U-Net of a ClassifierFreeGuidance)."""
+    return getattr(denoiser, "model", denoiser)
+
+
+def check_schedule(denoiser, schedule: NoiseSchedule) -> None:
+    """Refuse a sampler whose schedule is not the one the model was trained with: its T (config.max_t) and,
+    where the model knows it (pretrained models: from the manifest), the schedule's name."""
+    model = _model_of(denoiser)
+    max_t = getattr(getattr(model, "config", None), "max_t", None)
+    if max_t is not None and max_t != schedule.T:
+        raise ValueError(f"the model was trained with T = {max_t} time steps but the sampler's schedule has "
+                         f"T = {schedule.T}: build the sampler on NoiseSchedule.linear({max_t}) (or the model's schedule)")
+    trained = getattr(model, "schedule_name", None)
+    if trained is not None and schedule.name not in (trained, "custom"):
+        raise ValueError(f"the model was trained with the {trained!r} schedule but the sampler uses {schedule.name!r}: "
+                         f"sampling with another schedule gives noise, not images")
+
+
+def _warn_if_diverged(x: torch.Tensor, limit: float = 50.0) -> None:
+    """Samples live in [-1, 1] (latents within a few units): far outside means the sampling diverged."""
+    peak = x.abs().max().item() if x.numel() else 0.0
+    if not math.isfinite(peak) or peak > limit:
+        import warnings
+        warnings.warn(f"sampling diverged: the samples reach {peak:.3g} (they should lie within a few units of "
+                      f"[-1, 1]); a guidance scale or a step size too large, or a schedule that does not match the "
+                      f"model?", RuntimeWarning, stacklevel=4)
+
+
 @torch.no_grad()
 def sample(denoiser: Callable, sampler, shape=None, *, x_T: torch.Tensor | None = None,
-           generator: torch.Generator | None = None, device=None, progress: bool = True,
-           trajectory: bool = False, trajectory_every: int = 1, batch_size: int | None = None):
+           generator: torch.Generator | SampleNoise | None = None, seed: int | None = None, device=None,
+           progress: bool = True, trajectory: bool = False, trajectory_every: int = 1, batch_size: int | None = None,
+           timesteps: list[int] | None = None, on_step: Callable | None = None):
     """Run `sampler` from x_T ~ N(0, I) down to x_0 with `denoiser(x_t, t) -> eps_pred` (a U-Net, or a
     ClassifierFreeGuidance). Returns the samples, or (samples, Trajectory) if trajectory=True.
 
-    shape: (N, C, H, W) of the samples (or give x_T); batch_size: split N into batches of this size.
+    shape: (N, C, H, W) of the samples (or give x_T); batch_size: work in batches of this size (the result
+        does not depend on it: every sample has its own noise, see SampleNoise);
+    seed / generator: where the noise comes from (not both; neither: torch's global random state);
+    timesteps: the time steps to visit, from high to low (default: the sampler's); image-to-image starts
+        part way down, at the t its strength selects;
+    on_step(t, t_prev, x) -> x: called after each step with the new sample (inpainting puts the known
+        region back here). A hook or denoiser with a `select(slice)` method is cut to match each batch.
     """
+    check_schedule(denoiser, sampler.schedule)
+    n = len(x_T) if x_T is not None else (shape[0] if shape is not None else None)
+    if n is None:
+        raise ValueError("give the shape of the samples, or x_T")
+    noise = generator if isinstance(generator, SampleNoise) else SampleNoise(n, seed, generator)
+    if len(noise) != n:
+        raise ValueError(f"the noise has {len(noise)} samples but {n} are asked for")
     if x_T is None:
-        if shape is None:
-            raise ValueError("give the shape of the samples, or x_T")
+        if len(shape) != 4:
+            raise ValueError(f"shape must be (N, C, H, W), got {tuple(shape)}")
         if device is None:
-            params = getattr(denoiser, "parameters", None) or getattr(getattr(denoiser, "model", None), "parameters", None)
+            params = getattr(_model_of(denoiser), "parameters", None)
             device = next(params()).device if params else torch.device("cpu")
-        x_T = randn(tuple(shape), generator, device)
+        x_T = noise.randn(tuple(shape), device)
     validate.floating(x_T, "x_T")
-    if x_T.dim() != 4:
-        raise ValueError(f"x_T must have shape (N, C, H, W), got {tuple(x_T.shape)}")
-    if batch_size is not None and batch_size < len(x_T):
-        if trajectory:
-            raise ValueError("trajectory=True needs all samples in one batch (batch_size=None)")
-        # A denoiser that holds one prompt per image (ClassifierFreeGuidance) is cut to match each batch.
-        part = getattr(denoiser, "select", lambda index: denoiser)
-        return torch.cat([sample(part(slice(i, i + batch_size)), sampler, x_T=x_T[i:i + batch_size],
-                                 generator=generator, progress=progress) for i in range(0, len(x_T), batch_size)])
+    if x_T.dim() != 4 or len(x_T) == 0:
+        raise ValueError(f"x_T must have shape (N, C, H, W) with N >= 1, got {tuple(x_T.shape)}")
+    timesteps = list(sampler.timesteps if timesteps is None else timesteps)
+    if not timesteps or any(b >= a for a, b in zip(timesteps, timesteps[1:])):
+        raise ValueError(f"timesteps must be a non-empty list from high to low, got {timesteps[:5]}...")
+    batch_size = n if batch_size is None else validate.positive_int(batch_size, "batch_size")
+    parts = []
+    for i in range(0, n, batch_size):
+        part = slice(i, i + batch_size)
+        cut = lambda obj: obj.select(part) if obj is not None and hasattr(obj, "select") else obj   # noqa: E731
+        parts.append(_loop(cut(denoiser), sampler, x_T[part], noise.select(part), timesteps, cut(on_step),
+                           progress, trajectory, trajectory_every))
+    x = torch.cat([p[0] for p in parts])
+    _warn_if_diverged(x)
+    if not trajectory:
+        return x
+    record = Trajectory(t=parts[0][1].t, xt=[torch.cat(a) for a in zip(*[p[1].xt for p in parts])],
+                        x0_pred=[torch.cat(a) for a in zip(*[p[1].x0_pred for p in parts])])
+    return x, record
+
+
+def _loop(denoiser, sampler, x, noise, timesteps, on_step, progress, trajectory, trajectory_every):
+    """The sampling loop itself, on one batch."""
     from tqdm.auto import tqdm
 
-    x, record = x_T, Trajectory()
-    steps = sampler.timesteps
-    for i, t in enumerate(tqdm(steps, desc=type(sampler).__name__.replace("Sampler", ""), disable=not progress,
-                               leave=False)):
-        t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        eps_pred = denoiser(x, t_batch)
-        out = sampler.step(eps_pred, t, x, generator)
-        if trajectory and (i % trajectory_every == 0 or i == len(steps) - 1):
+    record = Trajectory()
+    bar = tqdm(timesteps, desc=type(sampler).__name__.replace("Sampler", ""), disable=not progress, leave=False)
+    for i, t in enumerate(bar):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else 0
+        eps_pred = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
+        out = sampler.step(eps_pred, t, x, noise, t_prev=t_prev)
+        if trajectory and (i % trajectory_every == 0 or i == len(timesteps) - 1):
             record.t.append(t)
             record.xt.append(x.detach().cpu())
             record.x0_pred.append(out.x0_pred.detach().cpu())
-        x = out.x_prev
-    return (x, record) if trajectory else x
+        x = out.x_prev if on_step is None else on_step(t, t_prev, out.x_prev)
+    return x, record

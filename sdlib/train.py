@@ -178,12 +178,6 @@ def resolve_channels_last(channels_last: bool | str, device: str | torch.device,
     return bool(channels_last)
 
 
-def _mix(*numbers: int) -> int:
-    """A 63-bit seed from integers: neighbouring (seed, step) pairs give unrelated random streams."""
-    digest = hashlib.sha256(":".join(str(int(n)) for n in numbers).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
     """Indices of the batch used at `step`: epochs are seeded permutations, so any step can be found
     again after a restart without replaying the ones before it."""
@@ -199,7 +193,7 @@ def step_generator(seed: int, step: int, device) -> torch.Generator:
     """The generator handed to the loss at `step`: seeded from (seed, step) alone, so that the random numbers
     of a step (a diffusion loss's t and ε) are the same whether or not the run was stopped before it."""
     device = torch.device(device)
-    return torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(_mix(seed, step, 7))
+    return torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(runtime.mix_seed(seed, step, 7))
 
 
 def _lr_factor(config: TrainConfig, step: int, time_used: float = 0.0) -> float:

@@ -1,11 +1,26 @@
 """Input checks shared by the library: each raises a ValueError/TypeError that says what was
-wrong and what was expected, instead of a shape error from deep inside a model."""
+wrong and what was expected, instead of a shape error from deep inside a model.
+
+The public entry points (models, schedules, metrics, checkers, pipeline) call these functions
+rather than repeating the checks, so that one kind of mistake always gets the same message.
+
+Dtype policy: models accept floating-point inputs of any precision and convert them to their own
+dtype on the way in (`to_model_dtype`) and their answers back to the input's dtype; integer and
+bool tensors are refused, with a hint that names the conversion that gives what is expected.
+Bools are not numbers here: `steps=True` is a mistake, not 1.
+"""
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
+MODEL_RANGE = (-1.0, 1.0)
+UNIT_RANGE = (0.0, 1.0)
+
+
+# -- tensors --------------------------------------------------------------------------------------
 
 def tensor(x, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
@@ -13,56 +28,296 @@ def tensor(x, name: str) -> torch.Tensor:
     return x
 
 
-def floating(x, name: str) -> torch.Tensor:
+def _conversion_hint(x: torch.Tensor, value_range) -> str:
+    """How to get a floating-point tensor in `value_range` from the integer or bool tensor x."""
+    if x.dtype == torch.bool:
+        return "convert it with x.float()"
+    channel = ", then add the channel dimension with [:, None]" if x.dim() == 3 else ""
+    if tuple(value_range or ()) == MODEL_RANGE:
+        return f"pixels in [0, 255] become float32 images in [-1, 1] with sdlib.data.to_model_range(x){channel}"
+    if tuple(value_range or ()) == UNIT_RANGE:
+        return f"pixels in [0, 255] become float32 images in [0, 1] with x.float() / 255{channel}"
+    return "convert it with x.float()"
+
+
+def floating(x, name: str, *, value_range: tuple[float, float] | None = None) -> torch.Tensor:
+    """x must be a floating-point tensor; `value_range` (what the caller expects) picks the hint for
+    integer pixels, so that following the hint gives an input the caller accepts."""
     tensor(x, name)
     if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor (float32 is usual), got dtype {x.dtype}; "
-                        f"convert uint8 pixels with sdlib.data.to_model_range")
+        raise TypeError(f"{name} must be a floating-point tensor (float32 is usual), got dtype {x.dtype}: "
+                        f"{_conversion_hint(x, value_range)}")
     return x
 
 
-def images(x, name: str = "images", *, channels: int | None = None, size: tuple[int, int] | None = None,
-           value_range: tuple[float, float] | None = (-1.0, 1.0), tolerance: float = 1e-3) -> torch.Tensor:
-    """Check a batch of images of shape (B, C, H, W); by default values in [-1, 1]."""
+def nonempty(x: torch.Tensor, name: str, what: str = "image") -> torch.Tensor:
+    if x.numel() == 0:
+        if x.dim() and x.shape[0] == 0:
+            raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}): give at least one {what}")
+        raise ValueError(f"{name} holds no values (shape {tuple(x.shape)})")
+    return x
+
+
+def finite(x: torch.Tensor, name: str, hint: str = "") -> torch.Tensor:
+    """No NaN or infinite values in x (a float tensor)."""
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        bad = "NaN" if bool(torch.isnan(x).any()) else "infinite"
+        raise ValueError(f"{name} contains {bad} values{hint}")
+    return x
+
+
+def shaped(x, name: str, layout: str, *, what: str = "item", **sizes) -> torch.Tensor:
+    """x must have one dimension per letter of `layout` ("B L C"), with the sizes given as keywords
+    (C=64) or as numbers in the layout ("B 4 7 7"). The batch dimension B is never empty (an empty
+    batch is refused as such, naming `what` it is a batch of)."""
+    tensor(x, name)
+    dims = layout.split()
+    want = [int(d) if d.isdigit() else sizes.get(d) for d in dims]
+    if x.dim() != len(dims) or any(w is not None and x.shape[i] != w for i, w in enumerate(want)):
+        shown = ", ".join(d if d == "B" or w is None else str(w) for d, w in zip(dims, want)) + ("," if len(dims) == 1 else "")
+        batch = f" with B = {sizes['B']}" if sizes.get("B") is not None else ""
+        raise ValueError(f"{name} must have shape ({shown}){batch}, got {tuple(x.shape)}")
+    if dims and dims[0] == "B" and x.shape[0] == 0:
+        nonempty(x, name, what)
+    return x
+
+
+def matrix(x, name: str, *, columns: int | None = None, min_rows: int = 1, why: str = "") -> torch.Tensor:
+    """A finite float matrix (N, D) of N >= min_rows row vectors (features, probabilities)."""
     floating(x, name)
+    shaped(x, name, "N D", D=columns)
+    nonempty(x, name, "row")
+    if x.shape[0] < min_rows:
+        raise ValueError(f"{name} has {x.shape[0]} row(s), at least {min_rows} are needed{why}")
+    return finite(x, name)
+
+
+def labels(y, name: str, n: int, classes: int | None = None) -> torch.Tensor:
+    """Class indices: an integer tensor (n,), each in [0, classes)."""
+    tensor(y, name)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of class indices (torch.long), got dtype {y.dtype}")
+    shaped(y, name, "N", N=n)
+    if classes is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise ValueError(f"{name} must lie in [0, {classes - 1}], got values in [{int(y.min())}, {int(y.max())}]")
+    return y
+
+
+def like(a: torch.Tensor, b, name_a: str, name_b: str) -> torch.Tensor:
+    """b must be a tensor of a's shape, on a's device (two inputs that are added or compared)."""
+    tensor(b, name_b)
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.device != b.device:
+        raise ValueError(f"{name_a} and {name_b} must be on the same device, got {a.device} and {b.device}")
+    return b
+
+
+def mask(m, name: str, shape: tuple[int, ...], of: str = "the context") -> torch.Tensor:
+    """A (B, L) token mask: bool (or 0/1 integers), True for real tokens, the shape of `of`, and at
+    least one real token per row (attention over no keys at all is 0/0, NaN)."""
+    tensor(m, name)
+    if m.is_floating_point() or m.is_complex():
+        raise TypeError(f"{name} must be a bool tensor, True for real tokens, got dtype {m.dtype}")
+    if tuple(m.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} to match {of}, got {tuple(m.shape)}")
+    if m.dtype != torch.bool and bool(((m != 0) & (m != 1)).any()):
+        raise ValueError(f"{name} must hold only True/False (or 1/0), got other values")
+    if m.numel() and not bool(m.bool().any(dim=-1).all()):
+        raise ValueError(f"every row of {name} needs at least one True (a real token): a prompt's mask has at "
+                         f"least its <start> token")
+    return m
+
+
+def _shape_hint(x: torch.Tensor, channels: int | None) -> str:
+    if x.dim() != 3:
+        return ""
+    if channels is not None and x.shape[0] != channels and channels == 1:
+        return " (a batch of (H, W) images? add the channel dimension with x[:, None])"
+    return " (a single image? add a batch dimension with x[None])"
+
+
+def images(x, name: str = "images", *, channels: int | None = None, size: tuple[int, int] | None = None,
+           value_range: tuple[float, float] | None = MODEL_RANGE, tolerance: float = 1e-3) -> torch.Tensor:
+    """Check a batch of images of shape (B, C, H, W), finite; by default with values in [-1, 1]."""
+    floating(x, name, value_range=value_range)
     if x.dim() != 4:
-        hint = " (a single image? add a batch dimension with x[None])" if x.dim() == 3 else ""
-        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}{hint}")
+        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}{_shape_hint(x, channels)}")
+    nonempty(x, name)
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{name} must have {channels} channel(s), got shape {tuple(x.shape)} "
                          f"with {x.shape[1]}")
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
         raise ValueError(f"{name} must be {size[0]}x{size[1]}, got {x.shape[-2]}x{x.shape[-1]}")
-    if value_range is not None and x.numel() > 0:
-        lo, hi = value_range
-        xmin, xmax = float(x.min()), float(x.max())
-        if not (math.isfinite(xmin) and math.isfinite(xmax)):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        if xmin < lo - tolerance or xmax > hi + tolerance:
-            hint = ""
-            if lo == -1.0 and xmin >= 0.0 and xmax > 1.0 + tolerance:
-                hint = " (pixels in [0, 255]? use sdlib.data.to_model_range)"
-            raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}], got values in [{xmin:.3g}, {xmax:.3g}]{hint}")
+    if value_range is None:
+        return finite(x, name)
+    return values_in(x, name, value_range, tolerance)
+
+
+def values_in(x: torch.Tensor, name: str, value_range: tuple[float, float] = MODEL_RANGE,
+              tolerance: float = 1e-3) -> torch.Tensor:
+    """Every value of x (a float tensor) finite and in value_range, give or take `tolerance`; the error
+    names the conversion when x looks like pixels in [0, 255] or images in the other range."""
+    lo, hi = value_range
+    if not x.numel():
+        return x
+    xmin, xmax = torch.stack(x.detach().aminmax()).tolist()              # one read-back: NaN shows in both
+    if not (math.isfinite(xmin) and math.isfinite(xmax)):
+        finite(x, name)
+    if xmin < lo - tolerance or xmax > hi + tolerance:
+        hint = ""
+        if xmin >= 0.0 and xmax > 1.0 + tolerance and tuple(value_range) == MODEL_RANGE:
+            hint = " (pixels in [0, 255]? sdlib.data.to_model_range maps them to [-1, 1])"
+        elif xmin >= 0.0 and xmax > 1.0 + tolerance and tuple(value_range) == UNIT_RANGE:
+            hint = " (pixels in [0, 255]? divide them by 255)"
+        elif xmin >= -1.0 - tolerance and tuple(value_range) == UNIT_RANGE:
+            hint = " (images in [-1, 1]? sdlib.data.to_unit_range maps them to [0, 1])"
+        raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}], got values in [{xmin:.3g}, {xmax:.3g}]{hint}")
     return x
 
 
-def finite_number(value, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
+def model_range(x, name: str, *, nan_hint: str = "") -> torch.Tensor:
+    """Data in model range: clean images in [-1, 1], or them plus Gaussian noise, or latents of unit
+    variance. Any shape (B, ...) with B >= 1; finite. Values that are all >= 0 and reach above 2 are
+    refused as pixels in [0, 255]: noise and latents have both signs, and a diverging sampler, whose
+    values can be in the hundreds, has both signs too."""
+    floating(x, name, value_range=MODEL_RANGE)
+    if x.dim() == 0:
+        raise ValueError(f"{name} must have a batch dimension (B, ...), got a scalar")
+    nonempty(x, name)
+    lo, hi = torch.stack(x.detach().aminmax()).tolist()                  # one read-back: NaN shows in both
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        finite(x, name, nan_hint)
+    if lo >= 0 and hi > 2:
+        raise ValueError(f"{name} has values in [{lo:.3g}, {hi:.3g}]: expected model range, images in [-1, 1] "
+                         f"(plus Gaussian noise for noisy images); pixels in [0, 255] become [-1, 1] with "
+                         f"sdlib.data.to_model_range")
+    return x
+
+
+def generator(g, name: str = "generator"):
+    """None, or a torch.Generator (made with torch.Generator().manual_seed(seed))."""
+    if g is not None and not isinstance(g, torch.Generator):
+        hint = ": pass torch.Generator().manual_seed(seed) instead of the seed" if isinstance(g, numbers.Integral) else ""
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(g).__name__}{hint}")
+    return g
+
+
+def to_model_dtype(x: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
+    """x in the dtype of the module's floating-point parameters (float64 or half inputs to a float32
+    model would otherwise fail inside torch with "Input type (double) and bias type (float)...")."""
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), x.dtype)
+    return x if x.dtype == dtype else x.to(dtype)
+
+
+# -- time steps ---------------------------------------------------------------------------------
+
+def timesteps(t, T: int, batch: int | None = None, *, lowest: int = 0, name: str = "t") -> torch.Tensor:
+    """Time steps as a 1-D int64 tensor, one per image: an int (the same for the whole batch), a 0-d
+    integer tensor, or an integer tensor of shape (B,); every value in [lowest, T]. Floats are refused,
+    not truncated (2.7 is no time step), and so are bools."""
+    if isinstance(t, bool) or (isinstance(t, torch.Tensor) and t.dtype == torch.bool):
+        raise TypeError(f"{name} must be an integer time step or an integer tensor of them, got a bool")
+    if isinstance(t, numbers.Integral):
+        t = torch.full((1 if batch is None else batch,), int(t), dtype=torch.long)
+    if not isinstance(t, torch.Tensor):
+        floats = " (time steps are integers; a float is refused, not truncated)" if isinstance(t, numbers.Real) else ""
+        raise TypeError(f"{name} must be an int or an integer tensor of time steps in [{lowest}, {T}], "
+                        f"got {type(t).__name__} {t!r}{floats}")
+    if t.is_floating_point() or t.is_complex():
+        raise TypeError(f"{name} must hold integer time steps (an integer tensor, e.g. torch.long), got dtype "
+                        f"{t.dtype}: a float time step such as 2.7 would be truncated")
+    if t.dim() == 0:
+        t = t.reshape(1).expand(1 if batch is None else batch)
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be a single int or have shape (B,), one time step per image, "
+                         f"got shape {tuple(t.shape)}")
+    if batch is not None and t.shape[0] != batch:
+        raise ValueError(f"{name} has {t.shape[0]} entries but the batch has {batch} images: "
+                         f"give one time step per image, or a single int")
+    if t.numel() and (int(t.min()) < lowest or int(t.max()) > T):
+        raise ValueError(f"{name} must lie in [{lowest}, {T}] (T={T}), "
+                         f"got values in [{int(t.min())}, {int(t.max())}]")
+    return t.long()
+
+
+def timestep(t, T: int, *, lowest: int = 1, name: str = "t") -> int:
+    """One time step as an int in [lowest, T]: refuses 2.7 (not truncated to 2), True, and tensors of many."""
+    if isinstance(t, torch.Tensor):
+        if t.numel() != 1 or t.is_floating_point() or t.dtype == torch.bool:
+            raise TypeError(f"{name} must be one integer time step, got a {t.dtype} tensor of shape {tuple(t.shape)}")
+        t = int(t.item())
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral) and not (isinstance(t, float) and t.is_integer()):
+        raise TypeError(f"{name} must be an integer time step in [{lowest}, {T}], got {t!r}")
+    t = int(t)
+    if not lowest <= t <= T:
+        raise ValueError(f"{name} must lie in [{lowest}, {T}], got {t}")
+    return t
+
+
+# -- numbers ------------------------------------------------------------------------------------
+
+def _is_bool(value) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_" or (
+        isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+
+
+def finite_number(value, name: str, *, low: float | None = None, high: float | None = None) -> float:
+    """A real number (int, float, numpy scalar or one-element tensor) as a float, finite and, when
+    given, in [low, high]. Bools and strings are refused: `strength=True` or "0.5" is a mistake."""
+    if _is_bool(value):
+        raise TypeError(f"{name} must be a number, got the bool {value!r}")
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        where = (f"lie in [{low:g}, {high:g}]" if low is not None and high is not None
+                 else f"be >= {low:g}" if low is not None else f"be <= {high:g}")
+        raise ValueError(f"{name} must {where}, got {value:g}")
     return value
 
 
+def non_negative(value, name: str) -> float:
+    """A finite number >= 0 (a weight, a clipping norm, a duration)."""
+    return finite_number(value, name, low=0.0)
+
+
 def positive_int(value, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
+    """An int (numpy ints too, never a bool or a float such as 3.0) in [minimum, maximum]."""
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = int(value)
     if value < minimum or (maximum is not None and value > maximum):
         upper = f" and at most {maximum}" if maximum is not None else ""
         raise ValueError(f"{name} must be at least {minimum}{upper}, got {value}")
     return value
+
+
+# -- prompts ------------------------------------------------------------------------------------
+
+def prompts(value, name: str = "prompts") -> list[str]:
+    """A prompt or prompts as a list of str: a str, or a list or tuple of str (not empty). Sets are
+    refused: their order changes from run to run (PYTHONHASHSEED), and so would the images."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (set, frozenset, dict)):
+        kind = "dict" if isinstance(value, dict) else "set"
+        raise TypeError(f"{name} must be a string or a list of strings, got a {kind}: a {kind}'s order changes "
+                        f"from run to run (PYTHONHASHSEED), so the images would not match the prompts; "
+                        f"pass a list, e.g. sorted({name})")
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a string or a list of strings, got {type(value).__name__}")
+    wrong = [p for p in value if not isinstance(p, str)]
+    if wrong:
+        raise TypeError(f"{name} must be a string or a list of strings, but it holds "
+                        f"{type(wrong[0]).__name__} {wrong[0]!r}")
+    if not value:
+        raise ValueError(f"{name} is empty: give at least one prompt (\"\" is the empty prompt)")
+    return list(value)
 
 
 def state_dict(model: torch.nn.Module, state, source: str) -> dict:

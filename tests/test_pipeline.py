@@ -69,17 +69,103 @@ def test_image_to_image_strength_zero_returns_the_input_and_one_ignores_it(pipe)
 def test_inpainting_keeps_the_known_region(pipe):
     x = digits()
     keep_all = torch.zeros(3, 1, 28, 28)
-    out = pipe.inpaint(x, keep_all, "a one", steps=3)
+    torch.testing.assert_close(pipe.inpaint(x, keep_all, "a one", steps=3).images, x)   # nothing to repaint
+    latent_only = pipe.inpaint(x, keep_all, "a one", steps=3, paste_known=False)
     with torch.no_grad():
         recon = (pipe.vae.decode_scaled(pipe.vae.encode_scaled(x * 2 - 1)) + 1) / 2
-    torch.testing.assert_close(out.images, recon.clamp(0, 1))          # nothing to repaint: the VAE's reconstruction
+    torch.testing.assert_close(latent_only.images, recon.clamp(0, 1))   # without the paste: the VAE's reconstruction
     half = torch.zeros(3, 1, 28, 28, dtype=torch.bool)
     half[:, :, 16:] = True
     out = pipe.inpaint(x, half, "a one", steps=3)
+    assert torch.equal(out.images[:, :, :16], x[:, :, :16])            # the kept upper half, exactly
     z_known = pipe.vae.encode_scaled(x * 2 - 1)
     keep = 1 - pipe.latent_mask(half.float())
     assert keep[0, 0, :4].eq(1).all() and keep[0, 0, 4:].eq(0).all()   # rows 16-27 are latent rows 4-6
     torch.testing.assert_close(out.latents * keep, z_known * keep)
+    with pytest.raises(ValueError, match="soft"):
+        pipe.inpaint(x, half.float() * 0.5, "a one", steps=3)
+
+
+def test_the_same_seed_gives_the_same_images_whatever_the_batch_size(pipe):
+    prompts, x = ["a 3", "a 4", "a 5", "a 6"], digits(4)
+    half = torch.zeros(4, 1, 28, 28)
+    half[:, :, 14:] = 1
+    for call in (lambda b: pipe.text_to_image(prompts, steps=5, seed=7, batch_size=b),
+                 lambda b: pipe.image_to_image(x, prompts, strength=0.5, steps=5, seed=7, batch_size=b),
+                 lambda b: pipe.inpaint(x, half, prompts, steps=5, seed=7, batch_size=b)):
+        whole, pairs, singles = call(4), call(2), call(3)
+        # Equal up to float rounding: a convolution may sum in another order for another batch size.
+        for other in (pairs, singles):
+            torch.testing.assert_close(other.images, whole.images, rtol=0, atol=1e-4)
+            torch.testing.assert_close(other.latents, whole.latents, rtol=1e-4, atol=1e-4)
+    # One image does not depend on the others in its batch.
+    first = pipe.text_to_image(prompts[:1], steps=5, seed=7)
+    torch.testing.assert_close(first.images[0], pipe.text_to_image(prompts, steps=5, seed=7).images[0],
+                               rtol=0, atol=1e-4)
+
+
+def test_seed_none_is_fresh_and_seed_with_generator_is_refused(pipe):
+    a = pipe.text_to_image("a one", steps=2, seed=None).latents
+    b = pipe.text_to_image("a one", steps=2, seed=None).latents
+    assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match="a seed or a generator, not both"):
+        pipe.text_to_image("a one", steps=2, seed=3, generator=torch.Generator().manual_seed(3))
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(pipe.text_to_image("a one", steps=2, seed=None, generator=g1).latents,
+                       pipe.text_to_image("a one", steps=2, seed=None, generator=g2).latents)
+
+
+def test_image_to_image_starts_at_the_exact_step_its_strength_selects(pipe):
+    x = digits()
+    low = pipe.image_to_image(x, "a one", strength=0.01, steps=5, seed=1, return_steps=True)
+    mid = pipe.image_to_image(x, "a one", strength=0.2, steps=5, seed=1, return_steps=True)
+    assert low.timesteps == [10] and mid.timesteps == [200]
+    assert not torch.allclose(low.images, mid.images)
+    assert pipe.image_to_image(x, "a one", strength=0.5, steps=5, seed=1, return_steps=True).timesteps == [500, 400, 200]
+
+
+def test_the_pipeline_is_the_one_sampling_loop(pipe):
+    """text_to_image, image_to_image and inpaint equal decoding sample() with classifier-free guidance."""
+    from sdlib.pipeline import KeepKnown
+    from sdlib.samplers import ClassifierFreeGuidance, DDIMSampler, SampleNoise, sample
+
+    prompts, w, steps = ["a one", "a two"], 3.0, 4
+    context, mask = pipe.encoder(prompts)
+    guide = ClassifierFreeGuidance(pipe.unet, context, w, mask)
+    sampler = DDIMSampler(pipe.schedule, steps)
+    decode = lambda z: ((pipe.vae.decode_scaled(z) + 1) / 2).clamp(0, 1)          # noqa: E731
+    noise = SampleNoise(2, seed=11)
+    z = sample(guide, sampler, x_T=noise.randn((2, 4, 7, 7)), generator=noise, progress=False)
+    torch.testing.assert_close(pipe.text_to_image(prompts, guidance_scale=w, steps=steps, seed=11).images, decode(z))
+
+    x = digits(2)
+    z_known = pipe.vae.encode_scaled(x * 2 - 1)
+    noise = SampleNoise(2, seed=12)
+    z_start = pipe.schedule.add_noise(z_known, noise.randn(z_known.shape), 300)
+    z = sample(guide, sampler, x_T=z_start, generator=noise, timesteps=[300, 250], progress=False)
+    torch.testing.assert_close(pipe.image_to_image(x, prompts, 0.3, guidance_scale=w, steps=steps, seed=12).images,
+                               decode(z))
+
+    masks = torch.zeros(2, 1, 28, 28)
+    masks[:, :, :, 14:] = 1
+    noise = SampleNoise(2, seed=13)
+    z_T = noise.randn((2, 4, 7, 7))
+    keep = KeepKnown(pipe.schedule, z_known, 1 - pipe.latent_mask(masks), noise)
+    z = sample(guide, sampler, x_T=z_T, generator=noise, on_step=keep, progress=False)
+    out = pipe.inpaint(x, masks, prompts, guidance_scale=w, steps=steps, seed=13, paste_known=False)
+    torch.testing.assert_close(out.images, decode(z))
+
+
+def test_sets_of_prompts_are_refused(pipe):
+    with pytest.raises(TypeError, match="not a set"):
+        pipe.text_to_image({"a one", "a two"}, steps=2)
+    with pytest.raises(TypeError, match="not a set"):
+        pipe.text_to_image(["a one", "a two"], negative_prompt={"a three", "a four"}, steps=2)
+
+
+def test_diverging_guidance_warns(pipe):
+    with pytest.warns(RuntimeWarning, match="sampling diverged"):
+        pipe.text_to_image("a one", guidance_scale=1e6, steps=3)
 
 
 @pytest.mark.parametrize("call, error, message", [

@@ -112,3 +112,78 @@ def test_guidance_formula():
     torch.testing.assert_close(guidance(cond, uncond, 1.0), cond)           # w = 1: the conditional model
     torch.testing.assert_close(guidance(cond, uncond, 0.0), uncond)         # w = 0: the unconditional one
     torch.testing.assert_close(guidance(cond, uncond, 3.0), uncond + 3 * (cond - uncond))
+
+
+# -- one loop, the same images whatever the batch size ----------------------------------------------
+
+def test_sample_does_not_depend_on_the_batch_size():
+    from sdlib.samplers import DDIMSampler, DDPMSampler, sample
+    from sdlib.schedules import NoiseSchedule
+
+    s = NoiseSchedule.linear(50)
+    denoiser = lambda x, t: 0.1 * x + 0.01 * t[:, None, None, None].float() / 50   # noqa: E731
+    for sampler in (DDIMSampler(s, 5, eta=1.0), DDPMSampler(s)):
+        whole = sample(denoiser, sampler, (4, 1, 3, 3), seed=7, progress=False)
+        pairs = sample(denoiser, sampler, (4, 1, 3, 3), seed=7, batch_size=2, progress=False)
+        assert torch.equal(whole, pairs)
+        assert torch.equal(whole[:1], sample(denoiser, sampler, (1, 1, 3, 3), seed=7, progress=False))
+    g = torch.Generator().manual_seed(1)
+    assert not torch.equal(sample(denoiser, DDIMSampler(s, 5, eta=1.0), (2, 1, 3, 3), generator=g, progress=False),
+                           sample(denoiser, DDIMSampler(s, 5, eta=1.0), (2, 1, 3, 3), generator=g, progress=False))
+    with pytest.raises(ValueError, match="a seed or a generator, not both"):
+        sample(denoiser, DDIMSampler(s, 5), (2, 1, 3, 3), seed=1, generator=torch.Generator(), progress=False)
+
+
+def test_sample_visits_the_given_timesteps_and_calls_the_hook():
+    from sdlib.samplers import DDIMSampler, sample
+    from sdlib.schedules import NoiseSchedule
+
+    s = NoiseSchedule.linear(50)
+    seen = []
+
+    def hook(t, t_prev, x):
+        seen.append((t, t_prev))
+        return x.clamp(-0.5, 0.5) if t_prev == 0 else x
+
+    x = sample(lambda x, t: 0 * x, DDIMSampler(s, 5), (2, 1, 2, 2), seed=0, timesteps=[33, 20, 10],
+               on_step=hook, progress=False)
+    assert seen == [(33, 20), (20, 10), (10, 0)] and x.abs().max() <= 0.5
+    with pytest.raises(ValueError, match="from high to low"):
+        sample(lambda x, t: 0 * x, DDIMSampler(s, 5), (2, 1, 2, 2), seed=0, timesteps=[10, 20], progress=False)
+
+
+def test_a_schedule_that_does_not_match_the_model_is_refused():
+    from sdlib.samplers import DDIMSampler, sample
+    from sdlib.schedules import NoiseSchedule
+    from sdlib.unet import UNet, UNetConfig
+
+    unet = UNet(UNetConfig(channels=(8, 16), image_size=8, groups=4, max_t=1000))
+    with pytest.raises(ValueError, match="trained with T = 1000 .* T = 500"):
+        sample(unet, DDIMSampler(NoiseSchedule.linear(500), 2), (1, 1, 8, 8), progress=False)
+    unet.schedule_name = "linear"                      # what sdlib.pretrained sets from the manifest
+    with pytest.raises(ValueError, match="'linear' schedule but the sampler uses 'cosine'"):
+        sample(unet, DDIMSampler(NoiseSchedule.cosine(1000), 2), (1, 1, 8, 8), progress=False)
+
+
+def test_steps_at_fractional_or_boolean_times_are_refused():
+    from sdlib.samplers import DDIMSampler, DDPMSampler
+    from sdlib.schedules import NoiseSchedule
+
+    s, x = NoiseSchedule.linear(50), torch.zeros(1, 1, 2, 2)
+    with pytest.raises(TypeError, match="integer time step"):
+        DDPMSampler(s).step(x, 2.7, x)
+    with pytest.raises(TypeError, match="integer time step"):
+        DDPMSampler(s).step(x, True, x)
+    with pytest.raises(ValueError, match="t_prev must be below t"):
+        DDIMSampler(s, 5).step(x, 20, x, t_prev=30)
+    with pytest.raises(TypeError, match="steps must be an int"):
+        DDIMSampler(s, True)
+
+
+def test_diverging_samples_warn():
+    from sdlib.samplers import DDIMSampler, sample
+    from sdlib.schedules import NoiseSchedule
+
+    with pytest.warns(RuntimeWarning, match="sampling diverged"):
+        sample(lambda x, t: -1e4 * torch.ones_like(x), DDIMSampler(NoiseSchedule.linear(50), 3), (1, 1, 2, 2),
+               seed=0, progress=False)
