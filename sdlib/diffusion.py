@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import validate
 from .samplers import randn
 from .schedules import NoiseSchedule
 
@@ -62,6 +63,10 @@ def ddpm_loss(model, schedule: NoiseSchedule, x0: torch.Tensor, generator: torch
     """One Monte Carlo estimate of the simple loss on a batch x0 (B, C, H, W) in model range.
 
     t_probs: None draws t uniformly, as Algorithm 1; else T probabilities for t = 1..T."""
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule (e.g. NoiseSchedule.linear(1000)), got {type(schedule).__name__}")
+    validate.model_range(x0, "x0")
+    validate.generator(generator)
     device = x0.device
     t = draw_timesteps(schedule, x0.shape[0], generator, device, t_probs)
     eps = randn(x0.shape, generator, device, x0.dtype)
@@ -105,12 +110,9 @@ class DDPMObjective:
 
 
 def drop_prompts(model, context: torch.Tensor, mask: torch.Tensor | None, drop: torch.Tensor):
-    """Replace the prompts where `drop` is True by the U-Net's learned empty prompt (one token)."""
-    null = model.null_context.to(context.dtype).expand(context.shape[0], context.shape[1], -1)
-    context = torch.where(drop[:, None, None], null, context)
+    """Replace the prompts where `drop` is True by the U-Net's learned empty prompt (`UNet.empty_prompt`)."""
+    null, null_mask = model.empty_prompt(context.shape[0], context.shape[1])
+    context = torch.where(drop[:, None, None], null.to(context.dtype), context)
     if mask is None:
         mask = torch.ones(context.shape[:2], dtype=torch.bool, device=context.device)
-    only_first = torch.zeros_like(mask)
-    only_first[:, 0] = True
-    mask = torch.where(drop[:, None], only_first, mask)
-    return context, mask
+    return context, torch.where(drop[:, None], null_mask, mask)

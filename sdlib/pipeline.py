@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from . import validate
 from .conditioning import PromptEncoder
 from .data import from_unit_range, to_unit_range
-from .samplers import ClassifierFreeGuidance, DDIMSampler, DDPMSampler, SampleNoise, sample
+from .samplers import DEFAULT_SEED, ClassifierFreeGuidance, DDIMSampler, DDPMSampler, SampleNoise, sample
 from .schedules import NoiseSchedule
 
 
@@ -69,18 +69,19 @@ class LatentDiffusion:
 
     @torch.no_grad()
     def text_to_image(self, prompts, negative_prompt=None, guidance_scale: float = 3.0, steps: int = 50, *,
-                      seed: int | None = 0, generator: torch.Generator | None = None, batch_size: int = 250,
+                      seed: int | None = DEFAULT_SEED, generator: torch.Generator | None = None, batch_size: int = 250,
                       kind: str = "ddim", eta: float = 0.0, return_steps: bool = False,
                       progress: bool = True) -> PipelineOutput:
-        """Images for `prompts` (a string or a list) from pure noise. seed=None: fresh randomness (from
-        torch's global random state); the images depend on the seed and their index, not on batch_size."""
+        """Images for `prompts` (a string or a list) from pure noise. The images depend on the seed and their
+        index, not on batch_size. seed=None: fresh randomness (from torch's global random state); a generator
+        replaces the default seed, and an explicit seed with a generator is refused."""
         prompts = _prompt_list(prompts)
         return self._run(prompts, negative_prompt, guidance_scale, steps, seed, generator, batch_size, kind, eta,
                          return_steps, progress)
 
     @torch.no_grad()
     def image_to_image(self, images: torch.Tensor, prompts, strength: float = 0.6, negative_prompt=None,
-                       guidance_scale: float = 3.0, steps: int = 50, *, seed: int | None = 0,
+                       guidance_scale: float = 3.0, steps: int = 50, *, seed: int | None = DEFAULT_SEED,
                        generator: torch.Generator | None = None, batch_size: int = 250, return_steps: bool = False,
                        progress: bool = True) -> PipelineOutput:
         """SDEdit: encode `images` ((B, 1, 28, 28) in [0, 1]), noise them to t = round(strength · T) (0: the
@@ -102,7 +103,7 @@ class LatentDiffusion:
 
     @torch.no_grad()
     def inpaint(self, images: torch.Tensor, masks: torch.Tensor, prompts, negative_prompt=None,
-                guidance_scale: float = 3.0, steps: int = 50, *, seed: int | None = 0,
+                guidance_scale: float = 3.0, steps: int = 50, *, seed: int | None = DEFAULT_SEED,
                 generator: torch.Generator | None = None, batch_size: int = 250, return_steps: bool = False,
                 paste_known: bool = True, progress: bool = True) -> PipelineOutput:
         """Repaint where `masks` is 1 ((B, 1, 28, 28) of 0s and 1s, or bool) and keep the rest. At every step the

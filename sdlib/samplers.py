@@ -31,6 +31,13 @@ class StepOutput:
     x0_pred: torch.Tensor     # the model's current guess of the clean image
 
 
+class _DefaultSeed(int):
+    """The pipeline's default seed, 0. Unlike a seed the caller passes, it gives way to a generator."""
+
+
+DEFAULT_SEED = _DefaultSeed(0)
+
+
 class SampleNoise:
     """Gaussian noise that depends only on a seed and each sample's index: sample i draws from its own
     generator, seeded from (seed, i). So the same seed gives the same images whatever the batch size, and
@@ -42,6 +49,8 @@ class SampleNoise:
 
     def __init__(self, n: int, seed: int | None = None, generator: torch.Generator | None = None):
         validate.positive_int(n, "the number of samples")
+        if seed is DEFAULT_SEED and generator is not None:
+            seed = None
         if seed is not None and generator is not None:
             raise ValueError("give a seed or a generator, not both: the seed would silently be ignored")
         if seed is not None:
@@ -235,13 +244,7 @@ class ClassifierFreeGuidance:
     def _uncond_context(self, b):
         if self.negative_context is not None:
             return self.negative_context, self.negative_mask
-        null = self.model.null_context
-        return null.expand(b, self.context.shape[1], -1), self._null_mask(b)
-
-    def _null_mask(self, b):
-        mask = torch.zeros(b, self.context.shape[1], dtype=torch.bool, device=self.context.device)
-        mask[:, 0] = True                                   # one real token: the learned empty prompt
-        return mask
+        return self.model.empty_prompt(b, self.context.shape[1])
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]

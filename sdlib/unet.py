@@ -171,46 +171,53 @@ class UNet(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def check_inputs(self, x, t, context, context_mask):
+    def empty_prompt(self, batch: int, length: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unconditional ("empty") prompt, the one definition of it: the learned null token, repeated to
+        `length` tokens of which the mask shows only the first. Returns context (batch, length, context_dim)
+        and mask (batch, length) bool."""
+        if self.null_context is None:
+            raise ValueError("this U-Net is unconditional (config.context_dim is None): it has no empty prompt")
+        mask = torch.zeros(batch, length, dtype=torch.bool, device=self.null_context.device)
+        mask[:, 0] = True
+        return self.null_context.expand(batch, length, -1), mask
+
+    def check_inputs(self, x, t, context, context_mask) -> torch.Tensor:
+        """Refuse inputs the network would choke on, with what was expected; returns t as (B,) int64."""
         c = self.config
-        validate.floating(x, "x")
-        if x.dim() != 4 or x.shape[1] != c.in_channels:
-            raise ValueError(f"x must have shape (B, {c.in_channels}, H, W), got {tuple(x.shape)}")
-        lo, hi = x.detach().aminmax() if x.numel() else (torch.tensor(0.0), torch.tensor(0.0))
-        if not (torch.isfinite(lo) and torch.isfinite(hi)):
-            raise ValueError("x contains NaN or infinite values (if this happened while sampling, the sampler "
-                             "diverged: try clip_x0=True or a better-trained model)")
-        if lo >= 0 and hi > 2:
-            raise ValueError(f"x has values in [{lo.item():.3g}, {hi.item():.3g}]: the U-Net expects images in [-1, 1] "
-                             f"plus Gaussian noise; pixels in [0, 255] need sdlib.data.to_model_range")
-        if not isinstance(t, torch.Tensor) or t.is_floating_point() or t.dtype == torch.bool:
-            raise TypeError(f"t must be an integer tensor of time steps, got "
-                            f"{t.dtype if isinstance(t, torch.Tensor) else type(t).__name__}")
-        if t.dim() != 1 or t.shape[0] != x.shape[0]:
-            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), one time step per image, got {tuple(t.shape)}")
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) > c.max_t):
-            raise ValueError(f"t must lie in [0, {c.max_t}], got values in [{int(t.min())}, {int(t.max())}]")
+        validate.floating(x, "x", value_range=validate.MODEL_RANGE)
+        validate.shaped(x, "x", "B C H W", what="image", C=c.in_channels)
+        validate.model_range(x, "x", nan_hint=" (if this happened while sampling, the sampler diverged: try "
+                                              "clip_x0=True or a better-trained model)")
+        if x.shape[-2] % c.patch_size or x.shape[-1] % c.patch_size:
+            raise ValueError(f"x is {x.shape[-2]}x{x.shape[-1]}, but this U-Net folds {c.patch_size}x{c.patch_size} "
+                             f"patches (config.patch_size): height and width must be multiples of {c.patch_size}")
+        t = validate.timesteps(t, c.max_t, x.shape[0], lowest=0)
         if context is not None:
             if not self.conditional:
                 raise ValueError("this U-Net is unconditional (config.context_dim is None) but got a context")
-            if context.dim() != 3 or context.shape[0] != x.shape[0] or context.shape[2] != c.context_dim:
-                raise ValueError(f"context must have shape (B, L, {c.context_dim}) with B = {x.shape[0]}, "
-                                 f"got {tuple(context.shape)}")
-            if context_mask is not None and tuple(context_mask.shape) != tuple(context.shape[:2]):
-                raise ValueError(f"context_mask must have shape {tuple(context.shape[:2])} to match the context, "
-                                 f"got {tuple(context_mask.shape)}")
+            validate.floating(context, "context")
+            validate.shaped(context, "context", "B L C", B=x.shape[0], C=c.context_dim)
+            validate.finite(context, "context")
+            if context_mask is not None:
+                validate.mask(context_mask, "context_mask", context.shape[:2])
         elif context_mask is not None:
             raise ValueError("context_mask was given without a context")
+        return t
 
     def forward(self, x: torch.Tensor, t, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W) noisy images; t: (B,) int time steps (or one int); context: (B, L, context_dim)
-        text features and context_mask: (B, L) bool (True for real tokens). Returns ε̂ shaped like x."""
-        if isinstance(t, int) and not isinstance(t, bool):
-            t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        self.check_inputs(x, t, context, context_mask)
+        text features and context_mask: (B, L) bool (True for real tokens). Returns ε̂ shaped like x.
+
+        x and context in another floating dtype than the model's (float64, half) are computed in the
+        model's dtype, and ε̂ comes back in x's dtype."""
+        t = self.check_inputs(x, t, context, context_mask)
+        x_dtype = x.dtype
+        x = validate.to_model_dtype(x, self)
+        if context is not None:
+            context = validate.to_model_dtype(context, self)
         if self.conditional and context is None:                       # no prompt: the learned empty prompt
-            context = self.null_context.expand(x.shape[0], -1, -1)
+            context = self.empty_prompt(x.shape[0])[0]
         if self.conv_in.weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)      # NHWC: faster convolutions on CPU
         temb = self.time_mlp(timestep_embedding(t.to(x.device), self.config.channels[0]))   # (B, time_dim)
@@ -239,4 +246,7 @@ class UNet(nn.Module):
             if j < len(self.upsample):
                 h = self.upsample[j](h, size=skips[-1].shape[-2:])
         out = self.conv_out(F.silu(self.norm_out(h)))
-        return F.pixel_shuffle(out, self.config.patch_size) if self.config.patch_size > 1 else out
+        if self.config.patch_size > 1:
+            out = F.pixel_shuffle(out, self.config.patch_size)
+        # Under autocast x and the weights agree and ε̂ stays in autocast's dtype; only a converted input is converted back.
+        return out if x.dtype == x_dtype else out.to(x_dtype)

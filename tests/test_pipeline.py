@@ -111,8 +111,10 @@ def test_seed_none_is_fresh_and_seed_with_generator_is_refused(pipe):
     with pytest.raises(ValueError, match="a seed or a generator, not both"):
         pipe.text_to_image("a one", steps=2, seed=3, generator=torch.Generator().manual_seed(3))
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    assert torch.equal(pipe.text_to_image("a one", steps=2, seed=None, generator=g1).latents,
+    assert torch.equal(pipe.text_to_image("a one", steps=2, generator=g1).latents,     # replaces the default seed
                        pipe.text_to_image("a one", steps=2, seed=None, generator=g2).latents)
+    with pytest.raises(ValueError, match="not both"):
+        pipe.text_to_image("a one", steps=2, seed=0, generator=g1)                      # an explicit 0 is a seed
 
 
 def test_image_to_image_starts_at_the_exact_step_its_strength_selects(pipe):

@@ -5,13 +5,16 @@ import torch
 
 from ..diffusion import drop_prompts
 from ..samplers import ClassifierFreeGuidance, guidance
-from . import ExerciseError, call, expect, expect_close, passed
+from ..unet import UNet
+from . import ExerciseError, as_tensor, call, expect, expect_close, passed
 
 
 class _NullHolder(torch.nn.Module):
     def __init__(self, null: torch.Tensor):
         super().__init__()
         self.null_context = torch.nn.Parameter(null)
+
+    empty_prompt = UNet.empty_prompt
 
 
 def check_drop_prompt(drop_prompt) -> None:
@@ -24,7 +27,7 @@ def check_drop_prompt(drop_prompt) -> None:
     drop = torch.tensor([True, False, True, False])
     got = call(drop_prompt, context.clone(), mask.clone(), null.clone(), drop.clone())
     expect(isinstance(got, (tuple, list)) and len(got) == 2, "return two things: (new_context, new_mask)")
-    got_ctx, got_mask = (torch.as_tensor(x) for x in got)
+    got_ctx, got_mask = as_tensor(got[0], "the new context", like=context), as_tensor(got[1], "the new mask")
     want_ctx, want_mask = drop_prompts(_NullHolder(null), context, mask, drop)
     expect(got_ctx.shape == context.shape, f"the new context must keep the shape {tuple(context.shape)}, got "
                                            f"{tuple(got_ctx.shape)}: expand the null token over B and L")
@@ -51,7 +54,7 @@ def check_cfg(cfg) -> None:
     g = torch.Generator().manual_seed(1)
     cond, uncond = torch.randn(2, 1, 4, 4, generator=g), torch.randn(2, 1, 4, 4, generator=g)
     for w in (0.0, 1.0, 3.0, 7.5):
-        got = torch.as_tensor(call(cfg, cond.clone(), uncond.clone(), w))
+        got = as_tensor(call(cfg, cond.clone(), uncond.clone(), w), f"the guided prediction at w={w}", like=cond)
         want = guidance(cond, uncond, w)
         if got.shape == want.shape and w == 3.0:
             if torch.allclose(got, w * (uncond - cond) + cond, atol=1e-6):
@@ -75,6 +78,8 @@ class _CountingModel(torch.nn.Module):
         self.null_context = torch.nn.Parameter(torch.full((1, 1, width), 0.3))
         self.calls: list[int] = []
 
+    empty_prompt = UNet.empty_prompt
+
     def forward(self, x, t, context, mask=None):
         self.calls.append(x.shape[0])
         if context.shape[0] != x.shape[0]:
@@ -94,15 +99,17 @@ def check_guided_eps(guided_eps) -> None:
     mask = torch.tensor([[True, True, True, False], [True, True, False, False], [True] * 4])
     want = ClassifierFreeGuidance(model, context, 2.5, mask)(x, t)
     model.calls.clear()
-    got = torch.as_tensor(call(guided_eps, model, x.clone(), t.clone(), context.clone(), mask.clone(), 2.5))
+    got = as_tensor(call(guided_eps, model, x.clone(), t.clone(), context.clone(), mask.clone(), 2.5), "the guided eps",
+                    like=x)
     if len(model.calls) == 2:
         raise ExerciseError("The model was called twice: concatenate x with itself (and t, and the two contexts) "
                             "along the batch, call it once, then split the output with .chunk(2).")
     expect(len(model.calls) == 1, f"call the model exactly once, it was called {len(model.calls)} times")
     expect(model.calls[0] == 6, f"the model should see a batch of 2 × 3 = 6, it saw {model.calls[0]}")
     if got.shape == want.shape:
-        full_mask_null = ClassifierFreeGuidance(model, context, 2.5, mask)
-        full_mask_null._null_mask = lambda b: torch.ones(b, context.shape[1], dtype=torch.bool)
+        null, _ = model.empty_prompt(3, context.shape[1])
+        full_mask_null = ClassifierFreeGuidance(model, context, 2.5, mask, null, torch.ones(3, context.shape[1],
+                                                                                           dtype=torch.bool))
         model.calls.clear()
         if torch.allclose(got, full_mask_null(x, t), atol=1e-6) and not torch.allclose(got, want, atol=1e-6):
             raise ExerciseError("The empty prompt is one token: its mask is True at position 0 only.")
