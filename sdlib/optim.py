@@ -13,8 +13,7 @@ treated as the matrix (out, in·k·k). s = 0.2 · sqrt(max(rows, cols)) gives th
 a typical AdamW step (J. Liu et al., 2025), so the same learning rate and schedule serve both.
 Biases, norm scales and other vectors have no matrix to orthogonalise: they take AdamW steps.
 
-On lesson 03's U-Net and ten-minute budget it reached a lower loss than AdamW in every thousand steps
-after the first, and a better sample quality (docs/measured.md).
+Why it is here: on a fixed CPU budget it trains lesson 03's U-Net further than AdamW (docs/measured.md).
 """
 from __future__ import annotations
 
@@ -34,8 +33,7 @@ def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     Gram matrix G = X X^T, and all these polynomials commute with G. So the steps can run on the small
     m x m matrices alone (G <- M G M, with M = a I + b G + c G^2) and X be multiplied once at the end:
     the same result as the plain iteration, for about a third of the arithmetic when n is several times m
-    (used when n >= 4 m; the plain iteration otherwise). For lesson 03's U-Net a whole Muon step took
-    7-8 ms this way against 12 ms with the plain iteration alone (2-core CPU, random gradients).
+    (used when n >= 4 m; the plain iteration otherwise; the cost of both is in docs/measured.md).
     """
     if g.dim() < 2:
         raise ValueError(f"orthogonalize needs matrices (..., m, n), got a tensor of shape {tuple(g.shape)}")
