@@ -375,7 +375,10 @@ class _Run:
     """What a training run carries from step to step, and what a checkpoint stores of it."""
 
     def __init__(self, model, config: TrainConfig, device, settings):
-        self.model, self.config, self.settings = model, config, settings
+        self.model, self.config, self.settings, self.device = model, config, settings, device
+        self.autocast = resolve_autocast(config.autocast, device)
+        self.channels_last = resolve_channels_last(config.channels_last, device, self.autocast)
+        model.to(device, memory_format=torch.channels_last) if self.channels_last else model.to(device)
         self.step, self.seconds_before, self.start = 0, 0.0, time.perf_counter()
         self.optimizer = build_optimizer(model, config, device)
         self.budget = config.max_minutes * 60 if config.max_minutes is not None else None
@@ -406,6 +409,26 @@ class _Run:
                 "history": {k: torch.tensor(v, dtype=torch.float64) for k, v in self.history.items()},
                 "step": self.step, "seconds": self.elapsed(), "config": _config_record(self.config),
                 "objective": self.settings}
+
+    def out_of_time(self) -> bool:
+        return self.budget is not None and self.elapsed() >= self.budget and self.step < self.config.steps
+
+    def train_step(self, loss_fn, data: TensorDataset) -> tuple[torch.Tensor, dict]:
+        """One step of Algorithm 1's loop: batch, loss, backward, clip, update. Returns (loss, logs)."""
+        config, model = self.config, self.model
+        batch = _batch(data, config, self.step, self.device, self.channels_last)
+        with torch.autocast(self.device.type, dtype=getattr(torch, self.autocast or "bfloat16"),
+                            enabled=bool(self.autocast)):
+            out = loss_fn(model, batch, step_generator(config.seed, self.step, self.device))
+        self.loss, self.logs = out if isinstance(out, tuple) else (out, {})
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss.backward()
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        with _HoldInterrupts():
+            self.optimizer.step()
+            self.finish_step(self.loss, self.logs)
+        return self.loss, self.logs
 
     def finish_step(self, loss: torch.Tensor, logs: dict) -> None:
         """Everything after the optimizer's update; together with it, one completed step."""
@@ -492,11 +515,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
         _check_writable(path)
     if state is not None:
         check_resume(state, model, config, settings, path)          # before anything is changed
-    device = runtime.pick_device(config.device)
-    autocast = resolve_autocast(config.autocast, device)
-    channels_last = resolve_channels_last(config.channels_last, device, autocast)
-    model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
-    run = _Run(model, config, device, settings)
+    run = _Run(model, config, runtime.pick_device(config.device), settings)
     if state is not None:
         run.load(state)
         if progress:
@@ -504,28 +523,17 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     from tqdm.auto import tqdm
 
     bar = tqdm(total=config.steps, initial=run.step, desc=description, disable=not progress, leave=True)
-    start_step, interrupted, written = run.step, False, None
-    out_of_time = run.budget is not None and run.elapsed() >= run.budget     # a budget already spent
+    start_step, interrupted, written, out_of_time = run.step, False, None, run.out_of_time()
     model.train()
     try:
         while run.step < config.steps and not out_of_time:
-            batch = _batch(data, config, run.step, device, channels_last)
-            with torch.autocast(device.type, dtype=getattr(torch, autocast or "bfloat16"), enabled=bool(autocast)):
-                out = loss_fn(model, batch, step_generator(config.seed, run.step, device))
-            loss, logs = out if isinstance(out, tuple) else (out, {})
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            with _HoldInterrupts():
-                run.optimizer.step()
-                run.finish_step(loss, logs)
+            loss, logs = run.train_step(loss_fn, data)
             bar.update(1)
             if run.step % LOG_EVERY == 0 or run.step == config.steps or on_step is not None:
-                run.flush(path)
-                out_of_time = run.budget is not None and run.elapsed() >= run.budget
-                recent = run.history["loss"][-50:]
-                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.1e}")
+                run.flush(path)                     # reads the losses back; raises on a non-finite one
+                out_of_time = run.out_of_time()
+                bar.set_postfix(loss=f"{sum(run.history['loss'][-50:]) / len(run.history['loss'][-50:]):.4f}",
+                                lr=f"{run.scheduler.get_last_lr()[0]:.1e}")
             if config.checkpoint_every and run.step % config.checkpoint_every == 0:
                 written = _save(run, path)
             if on_step is not None:
@@ -533,21 +541,25 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     except KeyboardInterrupt:
         interrupted = True
         if run.stepped:                    # interrupted after the optimizer's update: complete that step
-            run.finish_step(loss, logs)
+            run.finish_step(run.loss, run.logs)
     finally:
         bar.close()
     written = _save(run, path) or written
+    return _result(run, start_step, interrupted, written, progress)
+
+
+def _result(run: _Run, start_step: int, interrupted: bool, written: Path | None, progress: bool) -> TrainResult:
+    """Say how the run ended, and hand back the model, its EMA and the history."""
+    config, out_of_time = run.config, run.out_of_time()
     if interrupted and progress:
         print(f"\ninterrupted at step {run.step}" + (f"; checkpoint saved to {written}, run again to resume"
                                                     if written else ""))
-    if run.budget is not None and run.elapsed() >= run.budget and run.step < config.steps:
-        out_of_time = True
-        if progress:
-            print(f"time budget of {config.max_minutes:g} min reached after {run.step} of {config.steps} steps "
-                  f"(the learning rate followed the clock down, so the run ends annealed)")
-    model.eval()
+    if out_of_time and progress:
+        print(f"time budget of {config.max_minutes:g} min reached after {run.step} of {config.steps} steps "
+              f"(the learning rate followed the clock down, so the run ends annealed)")
+    run.model.eval()
     seconds, done = time.perf_counter() - run.start, run.step - start_step
-    return TrainResult(model=model, ema=run.ema.model if run.ema else None, history=run.history, steps=run.step,
+    return TrainResult(model=run.model, ema=run.ema.model if run.ema else None, history=run.history, steps=run.step,
                        seconds=seconds, interrupted=interrupted, checkpoint=written,
                        images_per_second=done * config.batch_size / seconds if done and seconds > 0 else float("nan"),
-                       autocast=autocast, out_of_time=out_of_time, minutes=run.elapsed() / 60)
+                       autocast=run.autocast, out_of_time=out_of_time, minutes=run.elapsed() / 60)
