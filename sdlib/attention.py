@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import validate
+
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
               causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,12 +29,28 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     q: (B, heads, Lq, d); k, v: (B, heads, Lk, d); mask: (B, Lk) bool, True for keys that may be
     attended to (False for padding); causal: query i may only see keys <= i (text encoders).
     """
+    _check_qkv(q, k, v, mask)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])          # (B, heads, Lq, Lk)
     allowed = _allowed(mask, causal, q.shape[-2], k.shape[-2], q.device)
     if allowed is not None:
         scores = scores.masked_fill(~allowed, float("-inf"))
     weights = scores.softmax(dim=-1)
     return weights @ v, weights
+
+
+def _check_qkv(q, k, v, mask) -> None:
+    """Shapes and dtypes only: this runs inside every attention layer, where reading values back would stall a GPU."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        validate.floating(x, name)
+        if x.dim() != 4:
+            raise ValueError(f"{name} must have shape (B, heads, L, d), got {tuple(x.shape)}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"q, k and v must have the same dtype, got {q.dtype}, {k.dtype} and {v.dtype}")
+    if k.shape[:2] != q.shape[:2] or v.shape[:3] != k.shape[:3] or k.shape[-1] != q.shape[-1]:
+        raise ValueError(f"q (B, heads, Lq, d), k (B, heads, Lk, d) and v (B, heads, Lk, dv) do not fit together: "
+                         f"got {tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}")
+    if mask is not None:
+        validate.mask(mask, "mask", (k.shape[0], k.shape[2]), of="the keys", read_values=False)
 
 
 def _allowed(mask, causal, lq, lk, device):
@@ -71,14 +89,20 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 causal: bool = False) -> torch.Tensor:
-        """x: (B, L, dim); context: (B, Lc, context_dim) or None; mask: (B, Lc or L) bool."""
-        source = x if context is None else context
+        """x: (B, L, dim); context: (B, Lc, context_dim) or None; mask: (B, Lc or L) bool. The answer
+        comes in x's dtype (computed in the layer's)."""
+        validate.shaped(validate.floating(x, "x"), "x", "B L C", C=self.dim)
+        source = x if context is None else validate.floating(context, "context")
+        if source.dim() != 3 or source.shape[0] != x.shape[0]:
+            raise ValueError(f"context must have shape (B, L, {self.context_dim}) with B = {x.shape[0]}, "
+                             f"got {tuple(source.shape)}")
         if source.shape[-1] != self.context_dim:
             what = "context" if context is not None else "x"
             raise ValueError(f"{what} has width {source.shape[-1]}, this attention layer expects {self.context_dim}")
-        if mask is not None and (mask.dim() != 2 or mask.shape != source.shape[:2]):
-            raise ValueError(f"mask must have shape (B, L) = {tuple(source.shape[:2])} to match the keys, "
-                             f"got {tuple(mask.shape)}")
+        if mask is not None:
+            validate.mask(mask, "mask", source.shape[:2], of="the keys", read_values=False)
+        x_dtype = x.dtype
+        x, source = validate.to_model_dtype(x, self), validate.to_model_dtype(source, self)
         q, k, v = self._split(self.to_q(x)), self._split(self.to_k(source)), self._split(self.to_v(source))
         if self.keep_weights:
             out, self.last_weights = attention(q, k, v, mask, causal)
@@ -87,7 +111,8 @@ class MultiHeadAttention(nn.Module):
             allowed = _allowed(mask, causal, q.shape[-2], k.shape[-2], q.device)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         b, _, l, _ = out.shape
-        return self.to_out(out.transpose(1, 2).reshape(b, l, self.dim))  # (B, L, dim)
+        out = self.to_out(out.transpose(1, 2).reshape(b, l, self.dim))        # (B, L, dim)
+        return out if x.dtype == x_dtype else out.to(x_dtype)
 
 
 class FeedForward(nn.Sequential):
@@ -130,6 +155,7 @@ class SpatialTransformer(nn.Module):
         nn.init.zeros_(self.proj_out.bias)
 
     def forward(self, x, context=None, context_mask=None):
+        validate.shaped(validate.floating(x, "x"), "x", "B C H W", C=self.proj_in.in_channels)
         b, c, h, w = x.shape
         tokens = self.proj_in(self.norm(x)).permute(0, 2, 3, 1).reshape(b, h * w, c)    # (B, HW, C)
         tokens = self.block(tokens, context, context_mask)

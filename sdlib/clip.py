@@ -10,6 +10,7 @@ cross-attention reads (lessons 06-08). The image encoder exists to train it.
 from __future__ import annotations
 
 import re
+import string
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -32,17 +33,30 @@ class TruncationWarning(UserWarning):
     """A prompt was longer than the context length and was cut."""
 
 
+class DroppedCharacterWarning(UserWarning):
+    """A prompt held characters the tokenizer cannot read (not a-z, 0-9, space or punctuation); they were dropped."""
+
+
+class EmptyPromptWarning(UserWarning):
+    """A prompt that was not blank had no word the tokenizer can read, and became the empty prompt."""
+
+
 class Tokenizer:
     """Word-level tokenizer: lower-case, split on spaces and punctuation, one id per known word.
 
     encode() returns (ids, mask), both (B, context_length): <start> w1 w2 ... <end> <pad> <pad>...,
-    mask True on real tokens. Unknown words become <unk> with a warning that names them; prompts
-    longer than the context are cut (keeping <end>) with a warning; an empty prompt is <start> <end>.
+    mask True on real tokens. Nothing is lost silently; each of these warns, naming the prompt:
+    unknown words become <unk>; characters other than a-z, 0-9, spaces and ASCII punctuation (which
+    only separates words) are dropped ("café" reads as "caf", "七" as nothing); a prompt that is not
+    blank but has no readable word ("!!!") becomes the empty prompt; prompts longer than the context
+    are cut (keeping <end>). The empty prompt "" is <start> <end>, on purpose and without a warning.
     """
 
     def __init__(self, words: list[str], context_length: int = 16):
-        if context_length < 3:
-            raise ValueError("context_length must leave room for <start>, one word and <end>")
+        words = list(words) if isinstance(words, (list, tuple, set, frozenset)) else None   # the order does not matter
+        if words is None or not all(isinstance(w, str) for w in words):
+            raise TypeError("words must be a list of strings (the vocabulary)")
+        validate.positive_int(context_length, "context_length", minimum=3)
         self.vocab = SPECIALS + sorted(set(words) - set(SPECIALS))
         self.ids = {w: i for i, w in enumerate(self.vocab)}
         self.context_length = context_length
@@ -57,31 +71,60 @@ class Tokenizer:
     def split(prompt: str) -> list[str]:
         return re.findall(r"[a-z0-9]+", prompt.lower())
 
+    @staticmethod
+    def unreadable(prompt: str) -> list[str]:
+        """The characters of `prompt` that split() drops rather than reads or treats as a separator."""
+        return sorted({c for c in prompt.lower()
+                       if not re.fullmatch(r"[a-z0-9\s]", c) and c not in string.punctuation})
+
     def encode(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        if not isinstance(prompts, (list, tuple)) or not all(isinstance(p, str) for p in prompts):
-            raise TypeError("prompts must be a string or a list of strings")
+        prompts = validate.prompts(prompts)
         ids = torch.full((len(prompts), self.context_length), self.ids[PAD], dtype=torch.long)
-        unknown, too_long = set(), []
+        unknown, too_long, dropped, emptied = {}, [], {}, []
         for i, prompt in enumerate(prompts):
             words = self.split(prompt)
-            unknown |= {w for w in words if w not in self.ids}
+            for w in words:
+                if w not in self.ids:
+                    unknown.setdefault(w, prompt)
+            lost = self.unreadable(prompt)
+            if lost:
+                dropped[prompt] = lost
+            if not words and prompt.strip():
+                emptied.append(prompt)
             if len(words) > self.context_length - 2:
                 too_long.append(prompt)
                 words = words[: self.context_length - 2]
             tokens = [START] + [w if w in self.ids else UNK for w in words] + [END]
             ids[i, : len(tokens)] = torch.tensor([self.ids[t] for t in tokens])
         if unknown:
-            warnings.warn(f"unknown word(s) {', '.join(sorted(unknown))} became <unk>: the model was never trained on "
-                          f"them (known words: {', '.join(w for w in self.vocab if w not in SPECIALS)})",
-                          UnknownWordWarning, stacklevel=2)
+            first = next(iter(unknown))
+            warnings.warn(f"unknown word(s) {', '.join(sorted(unknown))} became <unk> (e.g. {first!r} in prompt "
+                          f"{unknown[first]!r}): the model was never trained on them (known words: "
+                          f"{', '.join(w for w in self.vocab if w not in SPECIALS)})", UnknownWordWarning, stacklevel=2)
+        if dropped:
+            chars = sorted(set().union(*dropped.values()))
+            examples = "; ".join(f"{p!r} lost {''.join(c)!r}" for p, c in list(dropped.items())[:3])
+            warnings.warn(f"character(s) {' '.join(chars)} were dropped from {len(dropped)} prompt(s) ({examples}): "
+                          f"the tokenizer reads only a-z and 0-9 (spaces and punctuation separate words)",
+                          DroppedCharacterWarning, stacklevel=2)
+        if emptied:
+            examples = ", ".join(repr(p) for p in emptied[:3])
+            warnings.warn(f"{len(emptied)} prompt(s), {examples}, had no word the tokenizer can read and became the "
+                          f"empty prompt <start> <end> (only a-z and 0-9 are read; pass \"\" for the empty prompt "
+                          f"on purpose)", EmptyPromptWarning, stacklevel=2)
         if too_long:
             warnings.warn(f"{len(too_long)} prompt(s) longer than {self.context_length - 2} words were cut, e.g. "
                           f"{too_long[0]!r}", TruncationWarning, stacklevel=2)
         return ids, ids != self.ids[PAD]
 
     def decode(self, ids: torch.Tensor) -> list[str]:
+        validate.tensor(ids, "ids")
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool or ids.dim() == 0:
+            raise TypeError(f"ids must be an integer tensor of token ids (B, L) or (L,), as encode() returns, "
+                            f"got dtype {ids.dtype} and shape {tuple(ids.shape)}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= len(self.vocab)):
+            raise ValueError(f"ids must lie in [0, {len(self.vocab) - 1}] for this vocabulary, "
+                             f"got values in [{int(ids.min())}, {int(ids.max())}]")
         return [" ".join(self.vocab[i] for i in row.tolist() if self.vocab[i] not in (PAD, START, END))
                 for row in ids.reshape(-1, ids.shape[-1])]
 
@@ -217,3 +260,55 @@ def retrieve(model: CLIP, prompt: str, images: torch.Tensor, k: int = 8) -> torc
 def build_clip(config: dict) -> CLIP:
     """Builder used by sdlib.pretrained."""
     return CLIP(CLIPConfig(**{k: tuple(v) if k == "image_channels" else v for k, v in config.items()}))
+
+
+class CLIPObjective:
+    """A loss_fn for sdlib.train.fit on captioned digits (sdlib.conditioning.captioned_dataset): draws
+    a random true caption per image, then the CLIP loss. With `multi_positive`, identical captions in
+    a batch all count as right answers (see clip_loss)."""
+
+    def __init__(self, multi_positive: bool = True):
+        self.multi_positive = multi_positive
+
+    def __call__(self, model: CLIP, batch, generator):
+        from .conditioning import batch_captions
+
+        ids, mask = model.tokenize(batch_captions(batch, generator))
+        logits = model(batch[0], ids, mask)
+        same = (ids[:, None, :] == ids[None, :, :]).all(-1) if self.multi_positive else None
+        return clip_loss(logits, same), {"temperature": 1 / model.logit_scale.exp().item()}
+
+
+DIGIT_PROMPTS = ("the number {}", "a {}", "{}")     # the templates of zero_shot_digits' prompt ensemble
+
+
+@torch.no_grad()
+def zero_shot_digits(model: CLIP, images: torch.Tensor) -> torch.Tensor:
+    """Digit probabilities (N, 10), averaged over the DIGIT_PROMPTS templates (a prompt ensemble)."""
+    from .captions import DIGIT_WORDS
+
+    probs = [zero_shot(model, images, [template.format(word) for word in DIGIT_WORDS]) for template in DIGIT_PROMPTS]
+    return torch.stack(probs).mean(0)
+
+
+@torch.no_grad()
+def zero_shot_style(model: CLIP, images: torch.Tensor, labels: torch.Tensor, codes: torch.Tensor,
+                    words: dict[int, str]) -> float:
+    """Accuracy of choosing the right style word among `words` (code -> word, e.g. captions.THICKNESS_WORDS),
+    with prompts that name the true digit, on the images whose style code is one of words' keys."""
+    from .captions import DIGIT_WORDS, LEAN_WORDS
+
+    keys = sorted(words)
+    keep = torch.isin(codes, torch.tensor(keys))
+    correct = 0
+    for digit in range(10):
+        sel = keep & (labels == digit)
+        if sel.sum() == 0:
+            continue
+        name = DIGIT_WORDS[digit]
+        # style words go where captions put them: "a thick seven", "a seven leaning left"
+        prompts = [f"a {name} {words[k]}" if words[k] in LEAN_WORDS.values() else f"a {words[k]} {name}"
+                   for k in keys]
+        probs = zero_shot(model, images[sel], prompts)
+        correct += (torch.tensor(keys)[probs.argmax(1)] == codes[sel]).sum().item()
+    return correct / keep.sum().item()

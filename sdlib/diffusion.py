@@ -64,7 +64,8 @@ def ddpm_loss(model, schedule: NoiseSchedule, x0: torch.Tensor, generator: torch
 
     t_probs: None draws t uniformly, as Algorithm 1; else T probabilities for t = 1..T."""
     if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule (e.g. NoiseSchedule.linear(1000)), got {type(schedule).__name__}")
+        raise TypeError(f"schedule must be a NoiseSchedule (e.g. NoiseSchedule.linear(1000)), "
+                        f"got {type(schedule).__name__}")
     validate.model_range(x0, "x0")
     validate.generator(generator)
     device = x0.device

@@ -28,7 +28,8 @@ class ClassifierConfig:
 
 
 class DigitClassifier(nn.Module):
-    """(B, 1, 28, 28) images in [-1, 1] -> 10 logits. `features(x)` gives the (B, 128) penultimate layer."""
+    """(B, 1, 28, 28) images in [-1, 1] -> 10 logits. `features(x)` gives the (B, 128) penultimate layer.
+    Images in another floating dtype are converted to the model's; features and logits come in the model's."""
 
     def __init__(self, config: ClassifierConfig | None = None):
         super().__init__()
@@ -46,7 +47,7 @@ class DigitClassifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         validate.images(x, "images", channels=1, size=(28, 28), value_range=None)
-        return self.body(x)
+        return self.body(validate.to_model_dtype(x, self))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -55,8 +56,13 @@ class DigitClassifier(nn.Module):
 def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 10.0, translate: float = 0.1,
                   scale: tuple[float, float] = (0.9, 1.1)) -> torch.Tensor:
     """A different small rotation, shift and zoom for every image of the batch (training augmentation)."""
+    validate.floating(x, "x")
+    validate.shaped(x, "x", "B C H W", what="image")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator (the augmentation is seeded), "
+                        f"got {type(generator).__name__}")
     b = x.shape[0]
-    u = torch.rand(b, 4, generator=generator, device=generator.device).to(x.device) * 2 - 1   # uniform in [-1, 1]
+    u = torch.rand(b, 4, generator=generator, device=generator.device).to(x.device, x.dtype) * 2 - 1   # in [-1, 1]
     angle = u[:, 0] * degrees * torch.pi / 180
     s = scale[0] + (u[:, 1] + 1) / 2 * (scale[1] - scale[0])
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
@@ -77,6 +83,9 @@ def classifier_loss(model, batch, generator):
 def predict(classifier: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities (N, 10), features (N, 128)) for images in [-1, 1], computed in batches."""
     validate.images(images, "images", channels=1, size=(28, 28), tolerance=0.5)  # samples may overshoot a little
+    batch_size = validate.positive_int(batch_size, "batch_size")
+    if not isinstance(classifier, nn.Module):
+        raise TypeError(f"classifier must be a DigitClassifier (an nn.Module), got {type(classifier).__name__}")
     classifier.eval()
     device = next(classifier.parameters()).device
     probs, feats = [], []
@@ -88,6 +97,8 @@ def predict(classifier: nn.Module, images: torch.Tensor, batch_size: int = 1000)
 
 
 def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    validate.tensor(images, "images")
+    validate.labels(labels, "labels", len(images), classes=10)
     probs, _ = predict(classifier, images)
     return (probs.argmax(1) == labels).float().mean().item()
 
@@ -96,6 +107,7 @@ def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
 
 def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and covariance (float64) of a set of feature vectors (N, D)."""
+    validate.matrix(features, "features", min_rows=2, why=" for a covariance (and thousands for a stable FID)")
     f = features.double()
     return f.mean(0), torch.cov(f.T)
 
@@ -111,6 +123,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     (S1^½ S2 S1^½ is symmetric, so its square root comes from an eigendecomposition; its trace equals
     that of (S1 S2)^½ in the usual formula.)
     """
+    d = validate.shaped(validate.floating(mu1, "mu1"), "mu1", "D").shape[0]
+    for name, value, layout in (("mu1", mu1, "D"), ("sigma1", sigma1, "D D"), ("mu2", mu2, "D"), ("sigma2", sigma2, "D D")):
+        validate.shaped(validate.floating(value, name), name, layout, D=d)
+        validate.finite(value, name)
+    mu1, sigma1, mu2, sigma2 = (v.double() for v in (mu1, sigma1, mu2, sigma2))
     root1 = _sqrtm_psd(sigma1)
     middle = _sqrtm_psd(root1 @ sigma2 @ root1)
     return float(((mu1 - mu2) ** 2).sum() + torch.trace(sigma1) + torch.trace(sigma2) - 2 * torch.trace(middle))
@@ -118,23 +135,37 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 def classifier_fid(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     """Fréchet distance between two sets of classifier features (N, 128): lower is closer."""
+    validate.matrix(features_a, "features_a", min_rows=2, why=" for a covariance (and thousands for a stable FID)")
+    validate.matrix(features_b, "features_b", columns=features_a.shape[1], min_rows=2,
+                    why=" for a covariance (and thousands for a stable FID)")
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
 
 
 # -- what the samples look like ---------------------------------------------------------------
 
+def _check_probs(probs) -> torch.Tensor:
+    """(N, 10) digit probabilities, as `predict` returns them."""
+    validate.matrix(probs, "probs", columns=10)
+    return validate.values_in(probs, "probs", validate.UNIT_RANGE)
+
+
 def confident_fraction(probs: torch.Tensor, threshold: float = 0.9) -> float:
     """Fraction of images whose most likely digit has probability >= threshold."""
+    _check_probs(probs)
+    threshold = validate.finite_number(threshold, "threshold", low=0.0, high=1.0)
     return (probs.max(1).values >= threshold).float().mean().item()
 
 
 def class_histogram(probs: torch.Tensor) -> torch.Tensor:
     """Fraction of images assigned to each digit 0..9 (by the most likely class)."""
+    _check_probs(probs)
     return torch.bincount(probs.argmax(1), minlength=10).float() / len(probs)
 
 
 def prompt_accuracy(probs: torch.Tensor, wanted: torch.Tensor) -> float:
     """Fraction of images classified as the digit their prompt asked for."""
+    _check_probs(probs)
+    validate.labels(wanted, "wanted", len(probs), classes=10)
     return (probs.argmax(1) == wanted.to(probs.device)).float().mean().item()
 
 

@@ -22,6 +22,8 @@ from . import validate
 def linear_betas(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """The DDPM paper's schedule: beta_t rising linearly from beta_start to beta_end, t = 1..T."""
     validate.positive_int(T, "T")
+    beta_start = validate.finite_number(beta_start, "beta_start")
+    beta_end = validate.finite_number(beta_end, "beta_end")
     if not 0 < beta_start <= beta_end < 1:
         raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
     return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
@@ -31,8 +33,14 @@ def cosine_alpha_bar(t: torch.Tensor, T: int, s: float = 0.008) -> torch.Tensor:
     """Nichol & Dhariwal's ᾱ_t = f(t)/f(0), f(t) = cos(((t/T + s)/(1 + s)) · π/2)².
 
     With s = 0 this is the seed notes' ᾱ_t = cos(0.5 π t/T)²; the small offset s keeps beta_1
-    from being vanishingly small.
+    from being vanishingly small. t may be any real time (a tensor or a number) in [0, T].
     """
+    T, s = validate.positive_int(T, "T"), validate.non_negative(s, "s")
+    if not isinstance(t, torch.Tensor):
+        t = torch.tensor(validate.finite_number(t, "t"), dtype=torch.float64)
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"t must hold real time steps, got dtype {t.dtype}")
+    validate.finite(t.to(torch.float64), "t")
     f = lambda u: torch.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2
     return f(t.to(torch.float64)) / f(torch.zeros((), dtype=torch.float64))
 
@@ -44,6 +52,9 @@ def cosine_betas(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> to
     last step); Nichol & Dhariwal clip at 0.999.
     """
     validate.positive_int(T, "T")
+    max_beta = validate.finite_number(max_beta, "max_beta")
+    if not 0 < max_beta < 1:
+        raise ValueError(f"max_beta must lie strictly between 0 and 1 (Nichol & Dhariwal use 0.999), got {max_beta}")
     alpha_bar = cosine_alpha_bar(torch.arange(T + 1), T, s)
     return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta)
 
@@ -58,11 +69,20 @@ class NoiseSchedule:
     """
 
     def __init__(self, betas: torch.Tensor, name: str = "custom"):
-        betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
+        if isinstance(betas, torch.Tensor) and (betas.dtype == torch.bool or betas.is_complex()):
+            raise TypeError(f"betas must be real numbers, got a {betas.dtype} tensor")
+        try:
+            betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"betas must be a tensor or a list of numbers, got {type(betas).__name__}") from None
         if betas.numel() < 1:
             raise ValueError("betas must hold at least one value")
+        validate.finite(betas, "betas")
         if not torch.all((betas > 0) & (betas < 1)):
-            raise ValueError("every beta_t must lie strictly between 0 and 1")
+            raise ValueError(f"every beta_t must lie strictly between 0 and 1, got values in "
+                             f"[{betas.min().item():.3g}, {betas.max().item():.3g}]")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
         self.name = name
         self.T = betas.numel()
         zero = torch.zeros(1, dtype=torch.float64)
@@ -105,26 +125,16 @@ class NoiseSchedule:
 
     # -- the math -----------------------------------------------------------------------------
     def check_t(self, t, batch: int | None = None, *, lowest: int = 0, name: str = "t") -> torch.Tensor:
-        """t as a 1-D int64 tensor (one entry per image), after checking type, shape and range."""
-        if isinstance(t, bool):
-            raise TypeError(f"{name} must be an integer time step or a tensor of them, got a bool")
-        if isinstance(t, int):
-            t = torch.tensor([t] if batch is None else [t] * batch)
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"{name} must hold integer time steps (torch.long), got dtype {t.dtype}")
-        if t.dim() == 0:
-            t = t.reshape(1).expand(batch if batch is not None else 1)
-        if t.dim() != 1:
-            raise ValueError(f"{name} must be a scalar or have shape (B,), got shape {tuple(t.shape)}")
-        if batch is not None and t.shape[0] != batch:
-            raise ValueError(f"{name} has {t.shape[0]} entries but the batch has {batch} images: "
-                             f"give one time step per image, or a single int")
-        if t.numel() and (int(t.min()) < lowest or int(t.max()) > self.T):
-            raise ValueError(f"{name} must lie in [{lowest}, {self.T}] for this schedule (T={self.T}), "
-                             f"got values in [{int(t.min())}, {int(t.max())}]")
-        return t.long()
+        """t as a 1-D int64 tensor (one entry per image), after checking type, shape and range [lowest, T]."""
+        return validate.timesteps(t, self.T, batch, lowest=lowest, name=name)
+
+    def _check_inputs(self, x, other, t, names: tuple[str, str], lowest: int) -> torch.Tensor:
+        """x: a batch in model range (B, ...); other: finite, shaped like x (noise, or a second batch);
+        t: as check_t. Returns t as a (B,) int64 tensor."""
+        validate.model_range(x, names[0])
+        validate.floating(validate.like(x, other, *names), names[1])
+        validate.finite(other, names[1])
+        return self.check_t(t, x.shape[0], lowest=lowest)
 
     @staticmethod
     def gather(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -138,19 +148,12 @@ class NoiseSchedule:
         x0: clean images (B, C, H, W) in [-1, 1] (or any batch of vectors (B, ...));
         eps: standard Gaussian noise of the same shape; t: int or (B,) int tensor in [0, T].
         """
-        validate.floating(x0, "x0")
-        validate.floating(eps, "eps")
-        if x0.shape != eps.shape:
-            raise ValueError(f"x0 and eps must have the same shape, got {tuple(x0.shape)} and {tuple(eps.shape)}")
-        t = self.check_t(t, x0.shape[0])
+        t = self._check_inputs(x0, eps, t, ("x0", "eps"), lowest=0)
         return self.gather(self.sqrt_alpha_bar, t, x0) * x0 + self.gather(self.sqrt_one_minus_alpha_bar, t, x0) * eps
 
     def step_forward(self, x_prev: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
         """One step of the chain q(x_t | x_{t-1}): x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps."""
-        validate.floating(x_prev, "x_prev")
-        if x_prev.shape != eps.shape:
-            raise ValueError(f"x_prev and eps must have the same shape, got {tuple(x_prev.shape)} and {tuple(eps.shape)}")
-        t = self.check_t(t, x_prev.shape[0], lowest=1)
+        t = self._check_inputs(x_prev, eps, t, ("x_prev", "eps"), lowest=1)
         return self.gather(self.alpha.sqrt(), t, x_prev) * x_prev + self.gather(self.beta.sqrt(), t, x_prev) * eps
 
     def posterior(self, x0: torch.Tensor, xt: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,17 +161,13 @@ class NoiseSchedule:
 
         The variance beta_tilde_t is returned shaped (B, 1, 1, 1) to broadcast against the mean.
         """
-        validate.floating(x0, "x0")
-        validate.floating(xt, "xt")
-        if x0.shape != xt.shape:
-            raise ValueError(f"x0 and xt must have the same shape, got {tuple(x0.shape)} and {tuple(xt.shape)}")
-        t = self.check_t(t, x0.shape[0], lowest=1)
+        t = self._check_inputs(x0, xt, t, ("x0", "xt"), lowest=1)
         mean = self.gather(self.posterior_coef_x0, t, x0) * x0 + self.gather(self.posterior_coef_xt, t, x0) * xt
         return mean, self.gather(self.beta_tilde, t, x0)
 
     def predict_x0(self, xt: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
         """Invert the closed form: x0 = (x_t - sqrt(1 - ᾱ_t) eps) / sqrt(ᾱ_t)."""
-        t = self.check_t(t, xt.shape[0], lowest=1)
+        t = self._check_inputs(xt, eps, t, ("xt", "eps"), lowest=1)
         return (xt - self.gather(self.sqrt_one_minus_alpha_bar, t, xt) * eps) / self.gather(self.sqrt_alpha_bar, t, xt)
 
     def log_snr(self) -> torch.Tensor:
@@ -181,9 +180,9 @@ class NoiseSchedule:
         For one pixel: KL(N(m, v) || N(0, 1)) = (v + m² - 1 - log v) / 2 with m = sqrt(ᾱ_T) x0,
         v = 1 - ᾱ_T; summed over the pixels of each image.
         """
-        validate.floating(x0, "x0")
+        validate.model_range(x0, "x0")
         ab = self.alpha_bar[-1].item()
         mean2 = ab * x0.double() ** 2
         var = 1.0 - ab
         kl = 0.5 * (var + mean2 - 1.0 - math.log(var))
-        return kl.flatten(1).sum(1).to(x0.dtype)
+        return kl.reshape(len(kl), -1).sum(1).to(x0.dtype)

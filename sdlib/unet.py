@@ -248,5 +248,5 @@ class UNet(nn.Module):
         out = self.conv_out(F.silu(self.norm_out(h)))
         if self.config.patch_size > 1:
             out = F.pixel_shuffle(out, self.config.patch_size)
-        # Under autocast x and the weights agree and ε̂ stays in autocast's dtype; only a converted input is converted back.
+        # Only an input that was converted gets its answer converted back (under autocast nothing is).
         return out if x.dtype == x_dtype else out.to(x_dtype)

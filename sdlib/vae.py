@@ -10,10 +10,12 @@
 
 Images are (B, 1, 28, 28) in [-1, 1]. Decoders return logits of each pixel being ink; `decode`
 maps them back to [-1, 1]. The reconstruction term is the Bernoulli log-likelihood of the image
-seen as ink probabilities ((x + 1) / 2), summed over pixels, in nats.
+seen as ink probabilities ((x + 1) / 2), summed over pixels, in nats. Inputs in another floating
+dtype than the model's (float64, half) are computed in the model's dtype and answered in theirs.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -34,13 +36,41 @@ def check_beta(beta) -> float:
     return beta
 
 
+def _check_batch_pair(a, b, names: tuple[str, str]) -> None:
+    """Two float batches (B, ...) of the same shape (shapes only: no value is read back)."""
+    for x, name in zip((a, b), names):
+        validate.floating(x, name)
+        if x.dim() < 2:
+            raise ValueError(f"{name} must be a batch (B, ...) with one row per image, got shape {tuple(x.shape)}")
+        validate.nonempty(x, name)
+    validate.like(a, b, *names)
+
+
 def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """-log p(x | z) per image (nats): Bernoulli cross-entropy of the ink probabilities (x + 1)/2."""
-    return F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="none").flatten(1).sum(1)
+    _check_batch_pair(logits, x, ("logits", "x"))
+    validate.finite(logits, "logits")
+    validate.values_in(x, "x", validate.MODEL_RANGE)
+    return _reconstruction_nll(logits, x)
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per image (nats) = ½ Σ (mu² + σ² − 1 − log σ²)."""
+    _check_batch_pair(mu, logvar, ("mu", "logvar"))
+    validate.finite(mu, "mu")
+    validate.finite(logvar, "logvar")
+    return _kl_to_standard_normal(mu, logvar)
+
+
+# The unchecked formulas, for the losses inside a training step: their inputs come from a model that
+# checked its own, and reading values back to check them again would stall a GPU at every step.
+
+def _reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    ink = ((x + 1) / 2).to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits, ink, reduction="none").flatten(1).sum(1)
+
+
+def _kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1)
 
 
@@ -48,11 +78,13 @@ class DiagonalGaussian:
     """q(z | x) = N(mean, diag(exp(logvar))): sample with the reparameterisation trick, or take the mode."""
 
     def __init__(self, mean: torch.Tensor, logvar: torch.Tensor):
+        _check_batch_pair(mean, logvar, ("mean", "logvar"))
         self.mean, self.logvar = mean, logvar.clamp(-30.0, 20.0)
         self.std = torch.exp(0.5 * self.logvar)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """z = mean + std * eps, eps ~ N(0, I): the randomness sits in eps, so gradients reach mean and std."""
+        validate.generator(generator)
         where = generator.device if generator is not None else self.mean.device
         eps = torch.randn(self.mean.shape, generator=generator, device=where).to(self.mean.device, self.mean.dtype)
         return self.mean + self.std * eps
@@ -62,7 +94,7 @@ class DiagonalGaussian:
 
     def kl(self) -> torch.Tensor:
         """KL(q || N(0, I)) per image, in nats."""
-        return kl_to_standard_normal(self.mean, self.logvar)
+        return _kl_to_standard_normal(self.mean, self.logvar)
 
 
 # -- the small MLP models of the first half of lesson 04 ---------------------------------------
@@ -80,6 +112,17 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])                      # no activation after the last layer
 
 
+def _check_latents(z, name: str, layout: str, **sizes) -> torch.Tensor:
+    validate.floating(z, name)
+    validate.shaped(z, name, layout, what="latent", **sizes)
+    return validate.finite(z, name)
+
+
+def _posterior(model: nn.Module, x: torch.Tensor) -> DiagonalGaussian:
+    """q(z | x) from an encoder that outputs the mean and the log-variance stacked on dim 1, in x's dtype."""
+    return DiagonalGaussian(*validate.in_model_dtype(model, model.encoder, check_images(x)).chunk(2, dim=1))
+
+
 class _MLPDecoder(nn.Module):
     """What the autoencoder and the VAE share: a decoder from a latent vector to 28×28 ink logits."""
 
@@ -90,9 +133,8 @@ class _MLPDecoder(nn.Module):
         self.decoder = _mlp([c.latent_dim, *reversed(c.hidden), 784])
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        if z.dim() != 2 or z.shape[1] != self.config.latent_dim:
-            raise ValueError(f"z must have shape (B, {self.config.latent_dim}), got {tuple(z.shape)}")
-        return self.decoder(z).view(-1, 1, 28, 28)
+        _check_latents(z, "z", "B D", D=self.config.latent_dim)
+        return validate.in_model_dtype(self, self.decoder, z).view(-1, 1, 28, 28)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> images in [-1, 1]."""
@@ -106,7 +148,7 @@ class Autoencoder(_MLPDecoder):
         super().__init__(config, encoder_out=(config or MLPConfig()).latent_dim)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(check_images(x))
+        return validate.in_model_dtype(self, self.encoder, check_images(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode_logits(self.encode(x))
@@ -119,8 +161,7 @@ class VAE(_MLPDecoder):
         super().__init__(config, encoder_out=2 * (config or MLPConfig()).latent_dim)
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
-        mean, logvar = self.encoder(check_images(x)).chunk(2, dim=1)          # (B, latent_dim) each
-        return DiagonalGaussian(mean, logvar)
+        return _posterior(self, x)                                       # (B, latent_dim) each
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """Returns (reconstruction logits, posterior q(z|x))."""
@@ -143,13 +184,13 @@ def vae_loss(model, x: torch.Tensor, beta: float = 1.0, generator: torch.Generat
     """The negative ELBO with a weight beta on the prior-matching term (beta = 1: the true ELBO)."""
     beta = check_beta(beta)
     logits, posterior = model(x, generator)
-    recon, kl = reconstruction_nll(logits, x).mean(), posterior.kl().mean()
+    recon, kl = _reconstruction_nll(logits, x).mean(), posterior.kl().mean()
     return LossParts(recon + beta * kl, recon, kl)
 
 
 def autoencoder_loss(model, batch, generator) -> torch.Tensor:
     x = batch[0]
-    return reconstruction_nll(model(x), x).mean()
+    return _reconstruction_nll(model(x), x).mean()
 
 
 class VAEObjective:
@@ -214,15 +255,11 @@ class KLAutoencoder(nn.Module):
         return (self.config.latent_channels, 7, 7)
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
-        mean, logvar = self.encoder(check_images(x)).chunk(2, dim=1)                  # (B, 4, 7, 7) each
-        return DiagonalGaussian(mean, logvar)
+        return _posterior(self, x)                                       # (B, 4, 7, 7) each
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        validate.floating(z, "z")
-        if z.dim() != 4 or tuple(z.shape[1:]) != self.latent_shape:
-            raise ValueError(f"latents must have shape (B, {', '.join(map(str, self.latent_shape))}), "
-                             f"got {tuple(z.shape)}")
-        return self.decoder(z)
+        _check_latents(z, "latents", "B C H W", C=self.latent_shape[0], H=self.latent_shape[1], W=self.latent_shape[2])
+        return validate.in_model_dtype(self, self.decoder, z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (unscaled) -> images in [-1, 1]."""
@@ -236,9 +273,15 @@ class KLAutoencoder(nn.Module):
     @torch.no_grad()
     def set_latent_scale(self, images: torch.Tensor, batch_size: int = 1000) -> float:
         """latent_scale = 1 / (standard deviation of the posterior means over `images`)."""
+        check_images(images)
+        batch_size = validate.positive_int(batch_size, "batch_size")
         device = next(self.parameters()).device
         means = torch.cat([self.encode(chunk.to(device)).mean for chunk in images.split(batch_size)])
-        self.latent_scale.fill_(1.0 / means.std().item())
+        std = means.std().item()
+        if not (math.isfinite(std) and std > 0):
+            raise ValueError(f"the latent means of these images have standard deviation {std}, so no scale makes it 1: "
+                             f"measure it on many different images (e.g. a few thousand training digits)")
+        self.latent_scale.fill_(1.0 / std)
         return self.latent_scale.item()
 
     @torch.no_grad()
@@ -249,6 +292,7 @@ class KLAutoencoder(nn.Module):
 
     @torch.no_grad()
     def decode_scaled(self, z_scaled: torch.Tensor) -> torch.Tensor:
+        validate.floating(z_scaled, "z_scaled")          # before the division, which would make ints float
         return self.decode(z_scaled / self.latent_scale)
 
 

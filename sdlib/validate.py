@@ -58,11 +58,21 @@ def nonempty(x: torch.Tensor, name: str, what: str = "image") -> torch.Tensor:
     return x
 
 
+def _extremes(x: torch.Tensor) -> tuple[float, float]:
+    """(min, max) of a non-empty tensor in one read-back; a NaN anywhere makes both NaN."""
+    return tuple(torch.stack(x.detach().aminmax()).tolist())
+
+
+def _refuse_non_finite(lo: float, hi: float, name: str, hint: str = "") -> None:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        bad = "NaN" if math.isnan(lo) else "infinite"
+        raise ValueError(f"{name} contains {bad} values{hint}")
+
+
 def finite(x: torch.Tensor, name: str, hint: str = "") -> torch.Tensor:
     """No NaN or infinite values in x (a float tensor)."""
-    if x.numel() and not bool(torch.isfinite(x).all()):
-        bad = "NaN" if bool(torch.isnan(x).any()) else "infinite"
-        raise ValueError(f"{name} contains {bad} values{hint}")
+    if x.numel():
+        _refuse_non_finite(*_extremes(x), name, hint)
     return x
 
 
@@ -72,13 +82,14 @@ def shaped(x, name: str, layout: str, *, what: str = "item", **sizes) -> torch.T
     batch is refused as such, naming `what` it is a batch of)."""
     tensor(x, name)
     dims = layout.split()
+    if dims and dims[0] == "B" and x.dim() and x.shape[0] == 0:       # before the other sizes: say what is wrong
+        nonempty(x, name, what)
     want = [int(d) if d.isdigit() else sizes.get(d) for d in dims]
     if x.dim() != len(dims) or any(w is not None and x.shape[i] != w for i, w in enumerate(want)):
-        shown = ", ".join(d if d == "B" or w is None else str(w) for d, w in zip(dims, want)) + ("," if len(dims) == 1 else "")
+        shown = ", ".join(d if d == "B" or w is None else str(w) for d, w in zip(dims, want))
+        shown += "," if len(dims) == 1 else ""
         batch = f" with B = {sizes['B']}" if sizes.get("B") is not None else ""
         raise ValueError(f"{name} must have shape ({shown}){batch}, got {tuple(x.shape)}")
-    if dims and dims[0] == "B" and x.shape[0] == 0:
-        nonempty(x, name, what)
     return x
 
 
@@ -113,14 +124,18 @@ def like(a: torch.Tensor, b, name_a: str, name_b: str) -> torch.Tensor:
     return b
 
 
-def mask(m, name: str, shape: tuple[int, ...], of: str = "the context") -> torch.Tensor:
+def mask(m, name: str, shape: tuple[int, ...], of: str = "the context", *, read_values: bool = True) -> torch.Tensor:
     """A (B, L) token mask: bool (or 0/1 integers), True for real tokens, the shape of `of`, and at
-    least one real token per row (attention over no keys at all is 0/0, NaN)."""
+    least one real token per row (attention over no keys at all is 0/0, NaN). read_values=False
+    checks only dtype and shape, for layers deep inside a model, where reading values back from
+    the GPU would stall it (the model's entry point reads them once)."""
     tensor(m, name)
     if m.is_floating_point() or m.is_complex():
         raise TypeError(f"{name} must be a bool tensor, True for real tokens, got dtype {m.dtype}")
     if tuple(m.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)} to match {of}, got {tuple(m.shape)}")
+        raise ValueError(f"{name} must have shape (B, L) = {tuple(shape)} to match {of}, got {tuple(m.shape)}")
+    if not read_values:
+        return m
     if m.dtype != torch.bool and bool(((m != 0) & (m != 1)).any()):
         raise ValueError(f"{name} must hold only True/False (or 1/0), got other values")
     if m.numel() and not bool(m.bool().any(dim=-1).all()):
@@ -141,6 +156,8 @@ def images(x, name: str = "images", *, channels: int | None = None, size: tuple[
            value_range: tuple[float, float] | None = MODEL_RANGE, tolerance: float = 1e-3) -> torch.Tensor:
     """Check a batch of images of shape (B, C, H, W), finite; by default with values in [-1, 1]."""
     floating(x, name, value_range=value_range)
+    if x.dim() and x.shape[0] == 0:
+        nonempty(x, name)
     if x.dim() != 4:
         raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}{_shape_hint(x, channels)}")
     nonempty(x, name)
@@ -161,9 +178,8 @@ def values_in(x: torch.Tensor, name: str, value_range: tuple[float, float] = MOD
     lo, hi = value_range
     if not x.numel():
         return x
-    xmin, xmax = torch.stack(x.detach().aminmax()).tolist()              # one read-back: NaN shows in both
-    if not (math.isfinite(xmin) and math.isfinite(xmax)):
-        finite(x, name)
+    xmin, xmax = _extremes(x)
+    _refuse_non_finite(xmin, xmax, name)
     if xmin < lo - tolerance or xmax > hi + tolerance:
         hint = ""
         if xmin >= 0.0 and xmax > 1.0 + tolerance and tuple(value_range) == MODEL_RANGE:
@@ -178,17 +194,17 @@ def values_in(x: torch.Tensor, name: str, value_range: tuple[float, float] = MOD
 
 def model_range(x, name: str, *, nan_hint: str = "") -> torch.Tensor:
     """Data in model range: clean images in [-1, 1], or them plus Gaussian noise, or latents of unit
-    variance. Any shape (B, ...) with B >= 1; finite. Values that are all >= 0 and reach above 2 are
-    refused as pixels in [0, 255]: noise and latents have both signs, and a diverging sampler, whose
-    values can be in the hundreds, has both signs too."""
+    variance. Any shape (B, ...) with B >= 1; finite. Values that are all >= 0 and reach above 10 are
+    refused as pixels in [0, 255]: images stay within 1, latents (even of a blank image, which may
+    all be positive) within a few units, and noise and a diverging sampler, whose values can be in
+    the hundreds, have both signs."""
     floating(x, name, value_range=MODEL_RANGE)
     if x.dim() == 0:
         raise ValueError(f"{name} must have a batch dimension (B, ...), got a scalar")
     nonempty(x, name)
-    lo, hi = torch.stack(x.detach().aminmax()).tolist()                  # one read-back: NaN shows in both
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        finite(x, name, nan_hint)
-    if lo >= 0 and hi > 2:
+    lo, hi = _extremes(x)
+    _refuse_non_finite(lo, hi, name, nan_hint)
+    if lo >= 0 and hi > 10:
         raise ValueError(f"{name} has values in [{lo:.3g}, {hi:.3g}]: expected model range, images in [-1, 1] "
                          f"(plus Gaussian noise for noisy images); pixels in [0, 255] become [-1, 1] with "
                          f"sdlib.data.to_model_range")
@@ -198,7 +214,8 @@ def model_range(x, name: str, *, nan_hint: str = "") -> torch.Tensor:
 def generator(g, name: str = "generator"):
     """None, or a torch.Generator (made with torch.Generator().manual_seed(seed))."""
     if g is not None and not isinstance(g, torch.Generator):
-        hint = ": pass torch.Generator().manual_seed(seed) instead of the seed" if isinstance(g, numbers.Integral) else ""
+        seed = isinstance(g, numbers.Integral)
+        hint = ": pass torch.Generator().manual_seed(seed) instead of the seed" if seed else ""
         raise TypeError(f"{name} must be a torch.Generator or None, got {type(g).__name__}{hint}")
     return g
 
@@ -206,8 +223,18 @@ def generator(g, name: str = "generator"):
 def to_model_dtype(x: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
     """x in the dtype of the module's floating-point parameters (float64 or half inputs to a float32
     model would otherwise fail inside torch with "Input type (double) and bias type (float)...")."""
+    if torch.is_autocast_enabled(x.device.type):          # autocast picks the dtype of every operation itself
+        return x
     dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), x.dtype)
     return x if x.dtype == dtype else x.to(dtype)
+
+
+def in_model_dtype(module: torch.nn.Module, fn, x: torch.Tensor) -> torch.Tensor:
+    """fn(x) computed in the module's dtype; the answer comes back in x's dtype when x had to be converted
+    (under autocast nothing is converted, and the answer stays in autocast's dtype)."""
+    converted = to_model_dtype(x, module)
+    out = fn(converted)
+    return out if converted.dtype == x.dtype else out.to(x.dtype)
 
 
 # -- time steps ---------------------------------------------------------------------------------
@@ -235,9 +262,9 @@ def timesteps(t, T: int, batch: int | None = None, *, lowest: int = 0, name: str
     if batch is not None and t.shape[0] != batch:
         raise ValueError(f"{name} has {t.shape[0]} entries but the batch has {batch} images: "
                          f"give one time step per image, or a single int")
-    if t.numel() and (int(t.min()) < lowest or int(t.max()) > T):
-        raise ValueError(f"{name} must lie in [{lowest}, {T}] (T={T}), "
-                         f"got values in [{int(t.min())}, {int(t.max())}]")
+    lo, hi = _extremes(t) if t.numel() else (lowest, lowest)
+    if lo < lowest or hi > T:
+        raise ValueError(f"{name} must lie in [{lowest}, {T}] (T={T}), got values in [{lo}, {hi}]")
     return t.long()
 
 
@@ -258,8 +285,8 @@ def timestep(t, T: int, *, lowest: int = 1, name: str = "t") -> int:
 # -- numbers ------------------------------------------------------------------------------------
 
 def _is_bool(value) -> bool:
-    return isinstance(value, bool) or type(value).__name__ == "bool_" or (
-        isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+    return isinstance(value, bool) or numpy_bool or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
 
 
 def finite_number(value, name: str, *, low: float | None = None, high: float | None = None) -> float:
@@ -304,11 +331,10 @@ def prompts(value, name: str = "prompts") -> list[str]:
     refused: their order changes from run to run (PYTHONHASHSEED), and so would the images."""
     if isinstance(value, str):
         return [value]
-    if isinstance(value, (set, frozenset, dict)):
-        kind = "dict" if isinstance(value, dict) else "set"
-        raise TypeError(f"{name} must be a string or a list of strings, got a {kind}: a {kind}'s order changes "
-                        f"from run to run (PYTHONHASHSEED), so the images would not match the prompts; "
-                        f"pass a list, e.g. sorted({name})")
+    if isinstance(value, (set, frozenset)):
+        raise TypeError(f"{name} must be a string or a list of strings, got a set: a set's order changes from run "
+                        f"to run (PYTHONHASHSEED), so the images would not match the prompts; pass a list, "
+                        f"e.g. sorted({name})")
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"{name} must be a string or a list of strings, got {type(value).__name__}")
     wrong = [p for p in value if not isinstance(p, str)]

@@ -1,11 +1,13 @@
 import math
+import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sdlib.captions import all_caption_words
-from sdlib.clip import (CLIP, CLIPConfig, Tokenizer, TruncationWarning, UnknownWordWarning, clip_loss, retrieve,
+from sdlib.clip import (CLIP, CLIPConfig, DroppedCharacterWarning, EmptyPromptWarning, Tokenizer, TruncationWarning,
+                        UnknownWordWarning, clip_loss, retrieve,
                         zero_shot)
 
 
@@ -123,3 +125,43 @@ def test_zero_shot_and_retrieval_on_a_model_trained_for_a_few_steps():
     probs = zero_shot(model, images, ["zero", "one"])
     assert (probs.argmax(1) == torch.tensor([0] * 16 + [1] * 16)).all()
     assert set(retrieve(model, "one", images, k=8).tolist()) <= set(range(16, 32))
+
+
+def test_prompts_that_lose_characters_or_everything_warn_by_name():
+    tok = tokenizer()
+    with pytest.warns(EmptyPromptWarning, match=r"'!!!'.*became the empty prompt"):
+        ids, mask = tok.encode("!!!")
+    assert mask.sum() == 2
+    for prompt in ("七", "✓"):
+        with pytest.warns(DroppedCharacterWarning, match=f"{prompt}.*dropped from 1 prompt.*'{prompt}'"):
+            with pytest.warns(EmptyPromptWarning, match=f"'{prompt}'"):
+                tok.encode(prompt)
+    with pytest.warns(DroppedCharacterWarning, match=r"é.*'café seven' lost 'é'"):
+        with pytest.warns(UnknownWordWarning, match=r"caf.*in prompt 'café seven'"):
+            tok.encode(["a seven", "café seven"])
+
+
+def test_blank_prompts_and_punctuation_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tokenizer().encode(["", "   ", "a thick seven.", "seven, thick!"])
+
+
+def test_a_set_of_prompts_is_refused():
+    with pytest.raises(TypeError, match="got a set.*PYTHONHASHSEED"):
+        tokenizer().encode({"a seven", "a two"})
+    with pytest.raises(ValueError, match="prompts is empty"):
+        tokenizer().encode([])
+
+
+def test_bad_tokenizer_arguments():
+    with pytest.raises(TypeError, match="context_length must be an int"):
+        Tokenizer(["a"], context_length=True)
+    with pytest.raises(ValueError, match="context_length must be at least 3"):
+        Tokenizer(["a"], context_length=2)
+    with pytest.raises(TypeError, match="words must be a list of strings"):
+        Tokenizer("a seven")
+    with pytest.raises(TypeError, match="integer tensor of token ids"):
+        tokenizer().decode(torch.zeros(1, 8))
+    with pytest.raises(ValueError, match="ids must lie in"):
+        tokenizer().decode(torch.tensor([[0, 999]]))

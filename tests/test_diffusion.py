@@ -93,3 +93,25 @@ def test_resuming_with_another_t_distribution_is_refused(tmp_path):
             fit(UNet(UNetConfig(channels=(8, 16), groups=4)), other, data, longer, checkpoint=path, progress=False)
     resumed = fit(UNet(UNetConfig(channels=(8, 16), groups=4)), band, data, longer, checkpoint=path, progress=False)
     assert resumed.steps == 6 and len(resumed.history["loss"]) == 6          # the same objective resumes
+
+
+@pytest.mark.parametrize("x0, error, message", [
+    (torch.full((2, 1, 28, 28), 255.0), ValueError, r"x0 has values in \[255, 255\].*to_model_range"),
+    (torch.full((2, 1, 28, 28), 255, dtype=torch.uint8), TypeError, r"floating-point.*to_model_range\(x\)"),
+    (torch.full((2, 1, 28, 28), float("nan")), ValueError, "x0 contains NaN"),
+    (torch.zeros(0, 1, 28, 28), ValueError, "x0 is an empty batch"),
+])
+def test_ddpm_loss_refuses_pixels_nan_and_empty_batches(x0, error, message):
+    model = UNet(UNetConfig(channels=(16, 32)))
+    with pytest.raises(error, match=message):
+        ddpm_loss(model, NoiseSchedule.linear(100), x0, torch.Generator().manual_seed(0))
+
+
+def test_ddpm_loss_takes_float64_batches_and_checks_its_other_arguments():
+    model = UNet(UNetConfig(channels=(16, 32)))
+    x0 = torch.rand(2, 1, 28, 28, dtype=torch.float64) * 2 - 1
+    assert ddpm_loss(model, NoiseSchedule.linear(100), x0, torch.Generator().manual_seed(0)).isfinite()
+    with pytest.raises(TypeError, match="schedule must be a NoiseSchedule"):
+        ddpm_loss(model, 100, x0)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        ddpm_loss(model, NoiseSchedule.linear(100), x0, 0)

@@ -198,3 +198,44 @@ _CROSS_OK = dict(q_from="x", kv_from="context", out="to_out(out.transpose(1, 2).
 def test_lesson06_checkers_name_the_mistake(name, checker, source, message):
     with pytest.raises(ExerciseError, match=message):
         _checker("06", checker)(_define(source, name))
+
+
+def _in_float64(value):
+    if isinstance(value, torch.Tensor) and value.dtype == torch.float32:
+        return value.double()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_in_float64(v) for v in value)
+    return value
+
+
+@pytest.mark.parametrize("lesson, name, checker, source", EXERCISES)
+def test_checker_accepts_the_solution_computed_in_float64(lesson, name, checker, source, capsys):
+    """A right answer in another float dtype is right (it used to fail with "Double did not match Float")."""
+    solution = _define(source, name)
+
+    def in_float64(*args, **kwargs):
+        return _in_float64(solution(*args, **kwargs))
+
+    in_float64.__name__ = name
+    _checker(lesson, checker)(in_float64)
+    assert "Correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("lesson, name, checker, source", EXERCISES)
+def test_checker_says_when_the_function_returns_none(lesson, name, checker, source):
+    """A forgotten `return` is named as such, not "Could not infer dtype of NoneType"."""
+    def forgot_return(*args, **kwargs):
+        solution = _define(source, name)
+        solution(*args, **kwargs)
+
+    with pytest.raises(ExerciseError, match="your function returned None"):
+        _checker(lesson, checker)(forgot_return)
+
+
+def test_a_half_precision_answer_is_refused_with_the_reason():
+    def ddpm_step(x_t, eps_pred, t, beta_t, alpha_bar_t, z):
+        mean = (x_t - beta_t / math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(1 - beta_t)
+        return (mean + (math.sqrt(beta_t) * z if t > 1 else 0)).half()
+
+    with pytest.raises(ExerciseError, match="float16.*Compute in float32"):
+        _checker("03", "check_ddpm_step")(ddpm_step)

@@ -62,3 +62,35 @@ def test_classifier_rejects_wrong_images():
         metrics.predict(clf, torch.zeros(2, 3, 28, 28))
     with pytest.raises(ValueError, match="must be 28x28"):
         metrics.predict(clf, torch.zeros(2, 1, 32, 32))
+
+
+def test_public_functions_refuse_bad_inputs_clearly():
+    clf = metrics.DigitClassifier()
+    probs = torch.full((4, 10), 0.1)
+    with pytest.raises(ValueError, match="images is an empty batch"):
+        metrics.predict(clf, torch.zeros(0, 1, 28, 28))
+    with pytest.raises(ValueError, match="images contains NaN"):
+        metrics.predict(clf, torch.full((2, 1, 28, 28), float("nan")))
+    assert metrics.predict(clf, torch.zeros(2, 1, 28, 28, dtype=torch.float64))[0].shape == (2, 10)
+    with pytest.raises(TypeError, match="batch_size must be an int"):
+        metrics.predict(clf, torch.zeros(2, 1, 28, 28), batch_size=2.5)
+    with pytest.raises(ValueError, match="at least 2 are needed for a covariance"):
+        metrics.classifier_fid(torch.randn(1, 128), torch.randn(5, 128))
+    with pytest.raises(ValueError, match=r"features_b must have shape \(N, 128\)"):
+        metrics.classifier_fid(torch.randn(10, 128), torch.randn(10, 64))
+    with pytest.raises(ValueError, match="features_a contains NaN"):
+        metrics.classifier_fid(torch.full((10, 128), float("nan")), torch.randn(10, 128))
+    with pytest.raises(ValueError, match=r"sigma2 must have shape \(3, 3\)"):
+        metrics.frechet_distance(torch.zeros(3), torch.eye(3), torch.zeros(3), torch.eye(2))
+    with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\]"):
+        metrics.confident_fraction(probs, 2)
+    with pytest.raises(ValueError, match="probs is an empty batch"):
+        metrics.confident_fraction(torch.zeros(0, 10))
+    with pytest.raises(ValueError, match=r"probs must have shape \(N, 10\)"):
+        metrics.class_histogram(torch.zeros(10))
+    with pytest.raises(TypeError, match="wanted must be an integer tensor"):
+        metrics.prompt_accuracy(probs, torch.zeros(4))
+    with pytest.raises(ValueError, match=r"wanted must have shape \(4,\)"):
+        metrics.prompt_accuracy(probs, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"labels must have shape \(2,\)"):
+        metrics.accuracy(clf, torch.zeros(2, 1, 28, 28), torch.zeros(3, dtype=torch.long))

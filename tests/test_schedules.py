@@ -158,3 +158,57 @@ def test_prior_kl_is_tiny_and_matches_the_per_pixel_formula():
         per_pixel = 0.5 * ((1 - ab) + ab * x0 ** 2 - 1 - torch.log(1 - ab))
         torch.testing.assert_close(kl, per_pixel.flatten(1).sum(1))
         assert kl.max() < 1e-2
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda x: (torch.full_like(x, 255.0), x), ValueError, r"x0 has values in \[255, 255\].*to_model_range"),
+    (lambda x: (torch.full_like(x, float("nan")), x), ValueError, "x0 contains NaN"),
+    (lambda x: (x, torch.full_like(x, float("inf"))), ValueError, "eps contains infinite"),
+    (lambda x: (x[:0], x[:0]), ValueError, "x0 is an empty batch"),
+    (lambda x: (x.to(torch.uint8), x), TypeError, r"to_model_range\(x\)"),
+])
+def test_add_noise_refuses_pixels_nan_and_empty_batches(make, error, message):
+    x0, eps = make(torch.zeros(2, 1, 4, 4))
+    with pytest.raises(error, match=message):
+        NoiseSchedule.linear(100).add_noise(x0, eps, 3)
+
+
+def test_every_method_checks_its_inputs():
+    s = NoiseSchedule.linear(100)
+    x, nan = torch.zeros(2, 1, 4, 4), torch.full((2, 1, 4, 4), float("nan"))
+    pixels = torch.randint(0, 256, (2, 1, 4, 4), dtype=torch.uint8)
+    with pytest.raises(TypeError, match="xt must be a floating-point tensor"):          # not a NaN result
+        s.predict_x0(pixels, pixels, 5)
+    with pytest.raises(ValueError, match="xt contains NaN"):
+        s.predict_x0(nan, x, 5)
+    with pytest.raises(ValueError, match="x_prev contains NaN"):
+        s.step_forward(nan, x, 5)
+    with pytest.raises(ValueError, match="xt contains NaN"):
+        s.posterior(x, nan, 5)
+    with pytest.raises(TypeError, match="not truncated"):
+        s.posterior(x, x, 2.7)
+    with pytest.raises(ValueError, match=r"x0 has values in \[255, 255\]"):
+        s.prior_kl(torch.full((2, 1, 4, 4), 255.0))
+    assert s.prior_kl(torch.zeros(3, dtype=torch.float64)).shape == (3,)           # a batch of scalars
+
+
+def test_bad_schedule_settings_are_refused_clearly():
+    with pytest.raises(TypeError, match="T must be an int, got bool"):
+        linear_betas(True)
+    with pytest.raises(TypeError, match="beta_start must be a number, got str"):
+        linear_betas(10, "0.1", 0.2)
+    with pytest.raises(ValueError, match="beta_end must be a finite number"):
+        linear_betas(10, 0.1, float("nan"))
+    with pytest.raises(ValueError, match="s must be >= 0"):
+        cosine_betas(10, s=-1.0)
+    with pytest.raises(ValueError, match="max_beta must lie strictly between 0 and 1"):
+        cosine_betas(10, max_beta=2.0)
+    with pytest.raises(ValueError, match="betas contains NaN"):
+        NoiseSchedule(torch.tensor([0.1, float("nan")]))
+    with pytest.raises(TypeError, match="betas must be a tensor or a list of numbers"):
+        NoiseSchedule("0.1")
+    with pytest.raises(TypeError, match="betas must be real numbers"):
+        NoiseSchedule(torch.tensor([True, True]))
+    with pytest.raises(TypeError, match="t must hold real time steps"):
+        cosine_alpha_bar(torch.tensor([True]), 10)
+    assert cosine_alpha_bar(5, 10).item() == pytest.approx(cosine_alpha_bar(torch.tensor([5]), 10).item())

@@ -111,3 +111,77 @@ def test_padded_prompt_tokens_do_not_change_the_prediction_but_the_prompt_does()
         garbage[~mask] = 100.0
         torch.testing.assert_close(model(x, t, garbage, mask), want)
         assert not torch.allclose(model(x, t, torch.randn(2, 5, 8), mask), want)
+
+
+def test_other_float_dtypes_are_computed_in_the_models_and_answered_in_theirs(small):
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 700])
+    with torch.no_grad():
+        want = small(x, t)
+        for dtype, tol in ((torch.float64, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 5e-2)):
+            got = small(x.to(dtype), t)
+            assert got.dtype == dtype
+            torch.testing.assert_close(got.float(), want, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("t, error, message", [
+    (2.7, TypeError, r"got float 2.7.*not truncated"),
+    (torch.tensor([2.7, 3.0]), TypeError, "integer time steps.*float32"),
+    (True, TypeError, "bool"),
+    (-1, ValueError, r"t must lie in \[0, 1000\]"),
+])
+def test_time_steps_are_never_truncated(small, t, error, message):
+    with pytest.raises(error, match=message):
+        small(torch.zeros(2, 1, 28, 28), t)
+
+
+def test_one_time_step_as_a_0d_tensor_is_for_the_whole_batch(small):
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(small(x, torch.tensor(5)), small(x, 5))
+
+
+def test_an_empty_batch_is_called_one():
+    latent = UNet(UNetConfig(in_channels=4, channels=(16, 32), image_size=7))
+    with pytest.raises(ValueError, match="x is an empty batch"):
+        latent(torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long))
+
+
+def test_the_uint8_hint_gives_an_input_the_unet_accepts(small):
+    from sdlib.data import to_model_range
+
+    pixels = torch.randint(0, 256, (2, 28, 28), dtype=torch.uint8)
+    with pytest.raises(TypeError, match=r"to_model_range\(x\), then add the channel dimension with \[:, None\]"):
+        small(pixels, 5)
+    assert small(to_model_range(pixels)[:, None], 5).shape == (2, 1, 28, 28)
+
+
+def test_bad_contexts_and_masks_are_refused_before_the_attention():
+    cond = UNet(UNetConfig(channels=(16, 32), attention=(1,), context_dim=8))
+    x, t, ctx = torch.zeros(2, 1, 28, 28), torch.tensor([1, 2]), torch.randn(2, 3, 8)
+    with pytest.raises(TypeError, match="context_mask must be a bool tensor"):
+        cond(x, t, ctx, torch.ones(2, 3))
+    with pytest.raises(ValueError, match="every row of context_mask needs at least one True"):
+        cond(x, t, ctx, torch.tensor([[True, False, False], [False, False, False]]))
+    with pytest.raises(ValueError, match="context contains NaN"):
+        cond(x, t, torch.full((2, 3, 8), float("nan")))
+    with pytest.raises(ValueError, match=r"context must have shape \(B, L, 8\) with B = 2"):
+        cond(x, t, torch.randn(3, 3, 8))
+    assert cond(x, t, ctx.double()).dtype == torch.float32                   # a float64 context is converted
+    with pytest.raises(ValueError, match="multiples of 2"):
+        UNet(UNetConfig(channels=(16, 32), patch_size=2))(torch.zeros(1, 1, 27, 27), 1)
+
+
+def test_attention_layers_check_shapes_and_convert_dtypes():
+    from sdlib.attention import MultiHeadAttention, SpatialTransformer, attention
+
+    m = MultiHeadAttention(8, 2, context_dim=12)
+    with pytest.raises(ValueError, match=r"x must have shape \(B, L, 8\)"):
+        m(torch.zeros(1, 3, 6), torch.zeros(1, 3, 12))
+    with pytest.raises(ValueError, match=r"context must have shape \(B, L, 12\) with B = 1"):
+        m(torch.zeros(1, 3, 8), torch.zeros(2, 3, 12))
+    with pytest.raises(TypeError, match="mask must be a bool tensor"):
+        m(torch.zeros(1, 3, 8), torch.zeros(1, 3, 12), mask=torch.ones(1, 3))
+    assert m(torch.zeros(1, 3, 8, dtype=torch.float64), torch.zeros(1, 3, 12)).dtype == torch.float64
+    with pytest.raises(ValueError, match="do not fit together"):
+        attention(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 5, 4), torch.zeros(1, 2, 6, 4))
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 16, H, W\)"):
+        SpatialTransformer(16)(torch.zeros(1, 8, 4, 4))

@@ -110,3 +110,45 @@ def test_bad_inputs_are_refused_clearly():
         VAEObjective(-0.5)
     with pytest.raises(ValueError, match="finite"):
         vae_loss(VAE(), digits(), float("nan"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_other_float_dtypes_are_converted_in_and_out(dtype):
+    ae, x = small_kl_ae(), digits()
+    with torch.no_grad():
+        posterior = ae.encode(x.to(dtype))
+        assert posterior.mean.dtype == dtype
+        torch.testing.assert_close(posterior.mean.float(), ae.encode(x).mean, atol=2e-2, rtol=2e-2)
+        assert ae.decode(posterior.mean).dtype == dtype
+        assert VAE().decode(torch.zeros(2, 2, dtype=dtype)).dtype == dtype
+    assert vae_loss(VAE(), x.to(dtype), generator=torch.Generator().manual_seed(0)).loss.isfinite()
+
+
+def test_empty_batches_nan_latents_and_mismatched_pairs():
+    ae = small_kl_ae()
+    with pytest.raises(ValueError, match="images is an empty batch"):
+        ae.encode(torch.zeros(0, 1, 28, 28))
+    with pytest.raises(ValueError, match="latents is an empty batch"):
+        ae.decode(torch.zeros(0, 4, 7, 7))
+    with pytest.raises(ValueError, match="latents contains NaN"):
+        ae.decode(torch.full((1, 4, 7, 7), float("nan")))
+    with pytest.raises(ValueError, match="images contains NaN"):
+        ae.encode(torch.full((1, 1, 28, 28), float("nan")))
+    with pytest.raises(TypeError, match="z_scaled must be a floating-point tensor"):
+        ae.decode_scaled(torch.zeros(1, 4, 7, 7, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="logits and x must have the same shape"):
+        reconstruction_nll(torch.zeros(2, 1, 28, 28), torch.zeros(2, 1, 14, 14))
+    with pytest.raises(ValueError, match="logits contains NaN"):
+        reconstruction_nll(torch.full((2, 1, 28, 28), float("nan")), torch.zeros(2, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"x must lie in \[-1, 1\].*to_model_range"):
+        reconstruction_nll(torch.zeros(2, 1, 28, 28), torch.full((2, 1, 28, 28), 255.0))
+    with pytest.raises(ValueError, match="logvar contains infinite"):
+        kl_to_standard_normal(torch.zeros(2, 3), torch.full((2, 3), float("inf")))
+    with pytest.raises(ValueError, match="mu and logvar must have the same shape"):
+        kl_to_standard_normal(torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="mean and logvar must have the same shape"):
+        DiagonalGaussian(torch.zeros(2, 3), torch.zeros(3, 3))
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        DiagonalGaussian(torch.zeros(2, 3), torch.zeros(2, 3)).sample(0)
+    with pytest.raises(TypeError, match="batch_size must be an int"):
+        ae.set_latent_scale(digits(), batch_size=True)

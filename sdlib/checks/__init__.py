@@ -8,6 +8,7 @@ NotImplementedError gets its own message.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable
 
 import torch
@@ -28,7 +29,7 @@ def call(fn: Callable, *args, name: str | None = None, **kwargs):
         raise ExerciseError(f"expected a function, got {type(fn).__name__}: pass the function itself, "
                             f"without calling it")
     try:
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
     except NotImplementedError:
         raise ExerciseError(f"{name} is not written yet: replace the `raise NotImplementedError` line "
                             f"with your solution, run that cell, then run this check again") from None
@@ -36,18 +37,42 @@ def call(fn: Callable, *args, name: str | None = None, **kwargs):
         raise
     except Exception as error:
         raise ExerciseError(f"{name} raised {type(error).__name__}: {error}") from error
+    if result is None:
+        raise ExerciseError(f"your function returned None: {name} needs a `return` line that hands back its "
+                            f"result (printing it is not enough)")
+    return result
 
 
-def as_tensor(value, what: str) -> torch.Tensor:
+def as_tensor(value, what: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    """The learner's answer as a tensor: tensors as they are, numbers, lists and arrays converted.
+
+    like: a reference tensor; the answer is moved to its dtype and device, so that a correct answer in
+    another dtype (float64 where the reference is float32, or half) compares like any other."""
+    if value is None:
+        raise ExerciseError(f"{what} is None: your function returned None where a tensor was expected "
+                            f"(is a `return` missing?)")
     if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (int, float)):
-        return torch.tensor(float(value), dtype=torch.float64)
-    raise ExerciseError(f"{what} should be a tensor or a number, got {type(value).__name__}")
+        result = value
+    elif isinstance(value, numbers.Real):
+        result = torch.tensor(float(value), dtype=torch.float64)
+    else:
+        try:
+            result = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise ExerciseError(f"{what} should be a tensor or a number, got {type(value).__name__}") from None
+    if result.is_complex():
+        raise ExerciseError(f"{what} should hold real numbers, got dtype {result.dtype}")
+    if result.is_floating_point() and torch.finfo(result.dtype).eps > torch.finfo(torch.float32).eps:
+        # float16 and bfloat16 keep 3 or 2 significant digits: a right formula would fail the comparison
+        raise ExerciseError(f"{what} came back as {result.dtype}, which keeps only 2-3 significant digits: too "
+                            f"coarse to compare with the answer. Compute in float32 (or float64): leave out the "
+                            f".half() / .bfloat16() conversion")
+    return result if like is None else result.to(like.device, like.dtype)
 
 
 def expect_close(got, want, what: str, hint: str = "", rtol: float = 1e-4, atol: float = 1e-6) -> None:
-    """Raise ExerciseError unless `got` matches `want` in shape and value."""
+    """Raise ExerciseError unless `got` matches `want` in shape and value (compared in float64, so a
+    float32 or float64 answer is fine whatever the reference's dtype)."""
     got = as_tensor(got, what)
     want = as_tensor(want, "the reference")
     if got.shape != want.shape:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..probability import LinearGaussian, fake_identities, kl_normal
-from . import ExerciseError, call, expect, expect_close, passed
+from . import ExerciseError, as_tensor, call, expect, expect_close, passed
 
 
 def _random_joint(rows: int, cols: int, seed: int) -> torch.Tensor:
@@ -31,7 +31,7 @@ def check_posterior_age(posterior_age) -> None:
         for h in range(cols):
             got = call(posterior_age, joint.clone(), h)
             want = joint[:, h] / joint[:, h].sum()
-            got_t = torch.as_tensor(got)
+            got_t = as_tensor(got, f"p(age | height index {h})", like=want)
             if got_t.shape == want.shape and torch.allclose(got_t.double(), joint[:, h], atol=1e-12):
                 raise ExerciseError("You returned p(age, height) for that height, not p(age | height): "
                                     "divide by the evidence p(height) so the posterior sums to 1.")
@@ -41,7 +41,7 @@ def check_posterior_age(posterior_age) -> None:
                                     "multiply by the prior p(age) and divide by the evidence p(height).")
             expect_close(got, want, f"p(age | height index {h})",
                          hint="Bayes: p(age | h) = p(h | age) p(age) / p(h), and p(h | age) p(age) = p(age, h).")
-            expect(abs(float(torch.as_tensor(got).sum()) - 1) < 1e-6, "a posterior must sum to 1 over the ages")
+            expect(abs(float(as_tensor(got, "the posterior").sum()) - 1) < 1e-6, "a posterior must sum to 1 over the ages")
     passed("p(age | height) = p(height | age) p(age) / p(height): prior times likelihood over evidence.")
 
 
@@ -53,7 +53,7 @@ def check_kl_gaussians(kl_gaussians) -> None:
     sigma_p = torch.rand(6, generator=g, dtype=torch.float64) * 2 + 0.2
     got = call(kl_gaussians, mu_q.clone(), sigma_q.clone(), mu_p.clone(), sigma_p.clone())
     want = kl_normal(mu_q, sigma_q ** 2, mu_p, sigma_p ** 2)
-    got_t = torch.as_tensor(got)
+    got_t = as_tensor(got, "KL(q || p)", like=want)
     if got_t.shape == want.shape:
         swapped = kl_normal(mu_p, sigma_p ** 2, mu_q, sigma_q ** 2)
         if torch.allclose(got_t.double(), swapped, rtol=1e-6):
@@ -81,7 +81,7 @@ def check_elbo(elbo) -> None:
         q_var = torch.rand(8, generator=g, dtype=torch.float64) + 0.1
         got = call(elbo, x.clone(), q_mean.clone(), q_var.clone(), w, b, s)
         want = model.elbo(x, q_mean, q_var)
-        got_t = torch.as_tensor(got)
+        got_t = as_tensor(got, "the ELBO", like=want)
         if got_t.shape == want.shape:
             no_kl = model.reconstruction(x, q_mean, q_var)
             if torch.allclose(got_t.double(), no_kl, rtol=1e-6):
@@ -93,7 +93,7 @@ def check_elbo(elbo) -> None:
                      hint="ELBO = E_q[log p(x|z)] - KL(q(z|x) || N(0,1)); with z = m + sqrt(v) ε, "
                           "E_q[(x - b - w z)²] = (x - b - w m)² + w² v.")
         post_mean, post_var = model.posterior(x)
-        at_posterior = torch.as_tensor(call(elbo, x.clone(), post_mean, post_var, w, b, s))
+        at_posterior = as_tensor(call(elbo, x.clone(), post_mean, post_var, w, b, s), "the ELBO at q = p(z|x)")
         expect_close(at_posterior, model.log_evidence(x), "the ELBO at q = p(z|x)",
                      hint="When q is the true posterior the bound is tight: ELBO = log p(x).")
     passed("your ELBO matches, and it equals log p(x) exactly when q is the true posterior.")

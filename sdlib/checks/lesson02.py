@@ -6,7 +6,7 @@ import math
 import torch
 
 from ..schedules import NoiseSchedule, cosine_alpha_bar
-from . import ExerciseError, call, expect_close, passed
+from . import ExerciseError, as_tensor, call, expect_close, passed
 
 
 def check_alpha_bar(alpha_bar_from_betas) -> None:
@@ -15,7 +15,7 @@ def check_alpha_bar(alpha_bar_from_betas) -> None:
         betas = schedule.beta[1:].clone()
         got = call(alpha_bar_from_betas, betas.clone())
         want = schedule.alpha_bar[1:]
-        got_t = torch.as_tensor(got)
+        got_t = as_tensor(got, "ᾱ_t", like=want)
         if got_t.shape == want.shape and torch.allclose(got_t.double(), torch.cumprod(betas, 0)):
             raise ExerciseError("You multiplied the betas; ᾱ_t multiplies the alphas, alpha_t = 1 - beta_t.")
         if got_t.shape == want.shape and torch.allclose(got_t.double(), 1 - torch.cumsum(betas, 0)):
@@ -32,7 +32,7 @@ def check_cosine_alpha_bar(cosine_alpha_bar_fn) -> None:
         t = torch.arange(0, T + 1)
         got = call(cosine_alpha_bar_fn, t.clone(), T, s)
         want = cosine_alpha_bar(t, T, s)
-        got_t = torch.as_tensor(got)
+        got_t = as_tensor(got, "ᾱ_t", like=want)
         if got_t.shape == want.shape and s > 0:
             f = torch.cos((t.double() / T + s) / (1 + s) * math.pi / 2) ** 2
             if torch.allclose(got_t.double(), f, atol=1e-7) and not torch.allclose(f, want, atol=1e-7):
@@ -52,7 +52,7 @@ def check_add_noise(add_noise) -> None:
     ab = schedule.alpha_bar[t].float().reshape(4, 1, 1, 1)
     got = call(add_noise, x0.clone(), eps.clone(), ab.clone())
     want = schedule.add_noise(x0, eps, t)
-    got_t = torch.as_tensor(got)
+    got_t = as_tensor(got, "x_t", like=want)
     if got_t.shape == want.shape and torch.allclose(got_t.float(), ab * x0 + (1 - ab) * eps, atol=1e-5):
         raise ExerciseError("Those coefficients are variances: scale by their square roots, "
                             "sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps.")
@@ -72,11 +72,11 @@ def check_posterior(posterior_mean_var) -> None:
         if not (isinstance(got, (tuple, list)) and len(got) == 2):
             raise ExerciseError("return two things: (mean, variance)")
         mean, var = schedule.posterior(x0, xt, t)
-        if (torch.allclose(torch.as_tensor(got[1]).double(), torch.tensor(beta, dtype=torch.float64))
+        if (torch.allclose(as_tensor(got[1], "the variance").double(), torch.tensor(beta, dtype=torch.float64))
                 and not math.isclose(beta, var.flatten()[0].item(), rel_tol=1e-5)):
             raise ExerciseError("The posterior variance is not beta_t: it is beta_tilde_t = "
                                 "(1 - ᾱ_{t-1}) / (1 - ᾱ_t) · beta_t, a little smaller.")
-        expect_close(got[1], var.flatten()[0] if torch.as_tensor(got[1]).dim() == 0 else var.expand_as(x0),
+        expect_close(got[1], var.flatten()[0] if as_tensor(got[1], "the variance").dim() == 0 else var.expand_as(x0),
                      f"the variance at t={t}", hint="beta_tilde_t = (1 - ᾱ_{t-1}) / (1 - ᾱ_t) · beta_t.",
                      rtol=1e-6, atol=1e-12)
         expect_close(got[0], mean, f"the mean at t={t}",

@@ -7,7 +7,7 @@ import torch
 
 from ..samplers import DDIMSampler, DDPMSampler
 from ..schedules import NoiseSchedule
-from . import ExerciseError, call, expect, expect_close, passed
+from . import ExerciseError, as_tensor, call, expect, expect_close, passed
 
 _S = NoiseSchedule.linear(1000)
 
@@ -28,7 +28,7 @@ def check_simple_loss(simple_loss) -> None:
     ab = _S.alpha_bar[t].float().reshape(4, 1, 1, 1)
     model = _ToyModel()
     got = call(simple_loss, model, x0.clone(), t.clone(), eps.clone(), ab.clone())
-    got = torch.as_tensor(got)
+    got = as_tensor(got, "the loss", like=x0)
     xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
     want = ((eps - model(xt, t)) ** 2).mean()
     expect(got.dim() == 0, f"the loss should be one number (a 0-d tensor), got shape {tuple(got.shape)}: take the mean")
@@ -52,7 +52,7 @@ def check_ddpm_step(ddpm_step) -> None:
         got = call(ddpm_step, x_t.clone(), eps.clone(), t, _S.beta[t].item(), _S.alpha_bar[t].item(), z.clone())
         want = sampler.step(eps, t, x_t, torch.Generator().manual_seed(t)).x_prev
         a, ab = 1 - _S.beta[t].item(), _S.alpha_bar[t].item()
-        got_t = torch.as_tensor(got)
+        got_t = as_tensor(got, f"x_(t-1) at t={t}", like=want)
         if got_t.shape == want.shape and t > 1:
             with_alpha_bar = (x_t - (1 - a) / math.sqrt(1 - ab) * eps) / math.sqrt(ab) + math.sqrt(1 - a) * z
             if torch.allclose(got_t, with_alpha_bar, atol=1e-5):
@@ -74,7 +74,7 @@ def check_ddim_step(ddim_step) -> None:
         ab, ab_prev = _S.alpha_bar[t].item(), _S.alpha_bar[sampler.previous[t]].item()
         got = call(ddim_step, x_t.clone(), eps.clone(), ab, ab_prev)
         want = sampler.step(eps, t, x_t).x_prev
-        got_t = torch.as_tensor(got)
+        got_t = as_tensor(got, f"x_prev at t={t}", like=want)
         if got_t.shape == want.shape:
             x0 = (x_t - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
             if torch.allclose(got_t, math.sqrt(ab_prev) * x0, atol=1e-5) and ab_prev < 1:

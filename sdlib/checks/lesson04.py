@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..vae import kl_to_standard_normal, reconstruction_nll
-from . import ExerciseError, call, expect, expect_close, passed
+from . import ExerciseError, as_tensor, call, expect, expect_close, passed
 
 
 def check_reparameterize(reparameterize) -> None:
@@ -15,7 +15,7 @@ def check_reparameterize(reparameterize) -> None:
     eps = torch.randn(5, 3, generator=g)
     z = call(reparameterize, mu, logvar, eps)
     want = mu + torch.exp(0.5 * logvar) * eps
-    z_t = torch.as_tensor(z)
+    z_t = as_tensor(z, "z", like=want)
     if z_t.shape == want.shape and torch.allclose(z_t, mu + torch.exp(logvar) * eps, atol=1e-6):
         raise ExerciseError("exp(logvar) is the variance; the noise is scaled by the standard deviation exp(logvar / 2).")
     expect_close(z, want, "z", hint="z = mu + exp(0.5 * logvar) * eps.", rtol=1e-5, atol=1e-6)
@@ -33,7 +33,7 @@ def check_kl(kl_standard_normal) -> None:
     mu, logvar = torch.randn(6, 4, 7, 7, generator=g), torch.randn(6, 4, 7, 7, generator=g)
     got = call(kl_standard_normal, mu.clone(), logvar.clone())
     want = kl_to_standard_normal(mu, logvar)
-    got_t = torch.as_tensor(got)
+    got_t = as_tensor(got, "the KL", like=want)
     if got_t.shape == (6, 4, 7, 7):
         raise ExerciseError("Sum over all latent dimensions of each image: the result should have shape (B,).")
     if got_t.shape == want.shape and torch.allclose(got_t, 0.5 * (mu ** 2 + logvar.exp() - logvar).flatten(1).sum(1)):
@@ -55,7 +55,7 @@ def check_vae_loss(vae_loss_fn) -> None:
         got = call(vae_loss_fn, logits.clone(), x.clone(), mu.clone(), logvar.clone(), beta)
         recon, kl = reconstruction_nll(logits, x), kl_to_standard_normal(mu, logvar)
         want = (recon + beta * kl).mean()
-        got_t = torch.as_tensor(got)
+        got_t = as_tensor(got, f"the loss at beta={beta}", like=want)
         expect(got_t.dim() == 0, f"the loss should be a single number, got shape {tuple(got_t.shape)}")
         per_pixel = torch.nn.functional.binary_cross_entropy_with_logits(logits, (x + 1) / 2) + beta * kl.mean()
         if torch.allclose(got_t, per_pixel, rtol=1e-4):

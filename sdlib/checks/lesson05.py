@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..clip import clip_loss
-from . import ExerciseError, call, expect, expect_close, passed
+from . import ExerciseError, as_tensor, call, expect, expect_close, passed
 
 
 def check_similarity(similarity_matrix) -> None:
@@ -17,7 +17,7 @@ def check_similarity(similarity_matrix) -> None:
     scale = torch.tensor(math.log(20.0))
     got = call(similarity_matrix, img.clone(), txt.clone(), scale.clone())
     want = scale.exp() * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
-    got_t = torch.as_tensor(got)
+    got_t = as_tensor(got, "the similarity matrix", like=want)
     if got_t.shape == (4, 5):
         raise ExerciseError("Rows are images and columns are texts: image_features @ text_features.T, shape (N, M).")
     if got_t.shape == want.shape:
@@ -38,7 +38,7 @@ def check_contrastive_loss(contrastive_loss) -> None:
         logits = torch.randn(n, n, generator=g) * 4
         got = call(contrastive_loss, logits.clone())
         want = clip_loss(logits)
-        got_t = torch.as_tensor(got)
+        got_t = as_tensor(got, f"the loss for N={n}", like=want)
         expect(got_t.dim() == 0, f"the loss should be a single number, got shape {tuple(got_t.shape)}")
         target = torch.arange(n)
         if torch.allclose(got_t, F.cross_entropy(logits, target), rtol=1e-5) and not torch.allclose(got_t, want, rtol=1e-5):
@@ -62,7 +62,7 @@ def check_zero_shot(zero_shot_predict) -> None:
                       + 0.3 * torch.randn(6, 8, generator=g), dim=-1) * 5
     got = call(zero_shot_predict, img.clone(), txt.clone())
     want = (F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T).argmax(1)
-    got_t = torch.as_tensor(got)
+    got_t = as_tensor(got, "the predicted classes", like=want)
     expect(got_t.shape == want.shape, f"expected one class index per image, shape {tuple(want.shape)}, "
                                       f"got {tuple(got_t.shape)}")
     if torch.equal(got_t, (img @ txt.T).argmax(1)) and not torch.equal(got_t, want):

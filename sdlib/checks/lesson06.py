@@ -8,17 +8,17 @@ import torch.nn.functional as F
 
 from ..attention import MultiHeadAttention, attention
 from ..unet import UNet, UNetConfig
-from . import ExerciseError, call, expect, expect_close, passed
+from . import ExerciseError, as_tensor, call, expect, expect_close, passed
 
 _MASK_SHAPE_HINT = ("The mask (B, Lk) must broadcast against the scores (B, heads, Lq, Lk): it marks *keys*, "
                     "so give it the shape (B, 1, 1, Lk) with mask[:, None, None, :].")
 
 
-def _pair(result, name: str):
+def _pair(result, name: str, like: torch.Tensor):
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise ExerciseError(f"{name} should return two tensors, (output, weights); got "
                             f"{type(result).__name__}")
-    return torch.as_tensor(result[0]), torch.as_tensor(result[1])
+    return as_tensor(result[0], "the output", like=like), as_tensor(result[1], "the weights", like=like)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -28,7 +28,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 def _call_attention(fn, q, k, v, mask):
     try:
         return _pair(call(fn, q.clone(), k.clone(), v.clone(), None if mask is None else mask.clone()),
-                     "scaled_dot_product_attention")
+                     "scaled_dot_product_attention", like=q)
     except ExerciseError as error:
         text = str(error)
         if mask is None and "NoneType" in text:
@@ -171,7 +171,7 @@ def check_cross_attention(cross_attention) -> None:
 
     with torch.no_grad():
         for context_mask in (mask, None):
-            got = torch.as_tensor(run(context_mask))
+            got = as_tensor(run(context_mask), "the cross-attention output", like=x)
             want = m(x, ctx, mask=context_mask)
             if got.shape == (b, l, c):
                 raise ExerciseError(f"The output has shape (B, L, C) = {tuple(got.shape)}: one row per text token. "

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..schedules import NoiseSchedule
-from . import ExerciseError, call, expect, expect_close, passed
+from . import ExerciseError, as_tensor, call, expect, expect_close, passed
 
 _S = NoiseSchedule.linear(1000)
 
@@ -33,7 +33,7 @@ def check_sdedit_start(sdedit_start) -> None:
                                         f"{remaining[0] if remaining else None}")
         ab = _S.alpha_bar[want_steps[0]].item()
         want = math.sqrt(ab) * z0 + math.sqrt(1 - ab) * eps
-        z = torch.as_tensor(z)
+        z = as_tensor(z, f"z_start at strength {strength}", like=z0)
         if z.shape == want.shape and torch.allclose(z, ab * z0 + (1 - ab) * eps, atol=1e-5):
             raise ExerciseError("Noising uses square roots: sqrt(ᾱ_t) z0 + sqrt(1 - ᾱ_t) eps.")
         expect_close(z, want, f"z_start at strength {strength}", hint="t0 = remaining[0]; "
@@ -47,7 +47,7 @@ def check_latent_mask(latent_mask) -> None:
     masks = torch.zeros(3, 1, 28, 28)
     masks[0, :, 14:] = 1                   # the lower half: rows 14-27 touch latent rows 3-6
     masks[1, :, 5, 9] = 1                  # one pixel: latent cell (1, 2)
-    got = torch.as_tensor(call(latent_mask, masks.clone()))
+    got = as_tensor(call(latent_mask, masks.clone()), "the latent mask", like=masks)
     want = F.adaptive_max_pool2d(masks, (7, 7))
     expect(got.shape == want.shape, f"expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
     if torch.allclose(got.float(), F.adaptive_avg_pool2d(masks, (7, 7))):
@@ -67,8 +67,8 @@ def check_inpaint_merge(inpaint_merge) -> None:
     keep = torch.zeros(2, 1, 7, 7)
     keep[:, :, :3] = 1
     for t_prev in (980, 300, 20, 0):
-        got = torch.as_tensor(call(inpaint_merge, z_prev.clone(), z_known.clone(), keep.clone(), t_prev,
-                                   _S.alpha_bar.clone(), eps.clone()))
+        got = as_tensor(call(inpaint_merge, z_prev.clone(), z_known.clone(), keep.clone(), t_prev,
+                             _S.alpha_bar.clone(), eps.clone()), f"the merged latent at t_prev={t_prev}", like=z_prev)
         ab = _S.alpha_bar[t_prev].item()
         known = math.sqrt(ab) * z_known + math.sqrt(1 - ab) * eps if t_prev > 0 else z_known
         want = keep * known + (1 - keep) * z_prev
