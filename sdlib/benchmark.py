@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from . import runtime
-from .optim import Muon
+from .configs.ddpm import LESSON_UNET
 from .schedules import NoiseSchedule
+from .train import TrainConfig, build_optimizer
 from .unet import UNet, UNetConfig
 
 
@@ -57,12 +58,7 @@ def train_throughput(config: UNetConfig, batch: int = 128, channels_last: bool =
     flops = training_flops(model, batch)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    if optimizer == "muon":                                              # as fit with optimizer="muon"
-        matrices = [p for p in model.parameters() if p.dim() >= 2]
-        vectors = [p for p in model.parameters() if p.dim() < 2]
-        opt = Muon([{"params": matrices, "muon": True}, {"params": vectors, "muon": False}], lr=1e-4)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)     # as sdlib.train.fit on a CPU
+    opt = build_optimizer(model, TrainConfig(lr=1e-4, optimizer=optimizer), "cpu")     # the optimizer fit builds
     schedule = NoiseSchedule.linear()
     x0 = torch.rand(batch, 1, 28, 28) * 2 - 1
 
@@ -121,8 +117,6 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (for testing the benchmark itself)")
     args = parser.parse_args(argv)
     runtime.setup(seed=0, device="cpu")
-    from .recipes.ddpm import LESSON_UNET
-
     config = LESSON_UNET
     steps = 2 if args.quick else 6
     results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "unet": config.to_dict()}

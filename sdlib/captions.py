@@ -151,3 +151,19 @@ def all_caption_words() -> list[str]:
         for phrase in table.values():
             words |= set(phrase.split())
     return sorted(words)
+
+
+@torch.no_grad()
+def captioned_latents(vae, thresholds: StyleThresholds, split: str = "train", subset=None, batch_size: int = 1000):
+    """TensorDataset(scaled latents, labels, thickness, lean, size) of an MNIST split: the captioned
+    digits of sdlib.conditioning.captioned_dataset, each image encoded once by `vae` (its posterior
+    mean × latent_scale) for training a latent U-Net (lesson 08). Styles are measured on the pixels."""
+    from torch.utils.data import TensorDataset
+
+    from .data import load_mnist
+
+    data = load_mnist(split, subset=subset)
+    device = next(vae.parameters()).device
+    z = torch.cat([vae.encode_scaled(chunk.to(device)).cpu() for chunk in data.images.split(batch_size)])
+    s = classify_styles(data.images, data.labels, thresholds)
+    return TensorDataset(z, data.labels, s.thickness, s.lean, s.size)

@@ -89,9 +89,7 @@ class LatentDiffusion:
         exact t to the next step of the sampler's grid below it, then the grid."""
         images = self._check_images(images, "images")
         prompts = _prompt_list(prompts, len(images))
-        strength = validate.finite_number(strength, "strength")
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must lie in [0, 1] (0: return the input, 1: ignore it), got {strength}")
+        strength = validate.finite_number(strength, "strength", low=0.0, high=1.0)
         if strength == 0.0:                                        # nothing to do, but the settings must be valid
             validate.finite_number(guidance_scale, "guidance_scale")
             validate.positive_int(steps, "steps", minimum=1, maximum=self.schedule.T)
@@ -112,7 +110,7 @@ class LatentDiffusion:
         known pixels are pasted back at the end, blended over one pixel inside the mask's edge; the kept
         region then equals the input exactly. paste_known=False returns the decoder's image (latent-only)."""
         images = self._check_images(images, "images")
-        masks = self._check_images(masks.float() if masks.dtype == torch.bool else masks, "masks")
+        masks = self._check_images(masks.float() if isinstance(masks, torch.Tensor) else masks, "masks")
         if len(masks) != len(images):
             raise ValueError(f"got {len(images)} images but {len(masks)} masks: give one mask per image")
         if not ((masks == 0) | (masks == 1)).all():
@@ -191,27 +189,19 @@ def edge_blend(masks: torch.Tensor) -> torch.Tensor:
 
 
 def _prompt_list(prompts, n: int | None = None) -> list[str]:
-    if isinstance(prompts, (set, frozenset)):
-        raise TypeError("prompts must be a string or a list of strings, not a set: a set's order changes from run "
-                        "to run, so the images would not match their prompts; pass a list")
-    if isinstance(prompts, str):
-        prompts = [prompts] * (n or 1)
-    if not isinstance(prompts, (list, tuple)) or not all(isinstance(p, str) for p in prompts):
-        raise TypeError("prompts must be a string or a list of strings")
+    if isinstance(prompts, str) and n is not None:
+        prompts = [prompts] * n
+    prompts = validate.prompts(prompts)
     if n is not None and len(prompts) != n:
         raise ValueError(f"got {n} images but {len(prompts)} prompts: give one prompt, or one per image")
-    if not prompts:
-        raise ValueError("no prompts given")
-    return list(prompts)
+    return prompts
 
 
 def _negatives(negative_prompt, n: int):
     if negative_prompt is None:
         return None
-    if isinstance(negative_prompt, (set, frozenset)) or not isinstance(negative_prompt, (str, list, tuple)):
-        raise TypeError(f"negative_prompt must be a string or a list of strings (not a set, whose order changes "
-                        f"from run to run), got {type(negative_prompt).__name__}")
-    negatives = [negative_prompt] * n if isinstance(negative_prompt, str) else list(negative_prompt)
+    negatives = validate.prompts(negative_prompt, "negative_prompt")
+    negatives = negatives * n if isinstance(negative_prompt, str) else negatives
     if len(negatives) != n:
         raise ValueError(f"give one negative prompt, or one per prompt ({n}), got {len(negatives)}")
     return negatives

@@ -93,8 +93,7 @@ def randn(shape, generator: torch.Generator | SampleNoise | None, device, dtype=
 def _check_step_inputs(eps_pred, x_t):
     validate.floating(eps_pred, "eps_pred")
     validate.floating(x_t, "x_t")
-    if eps_pred.shape != x_t.shape:
-        raise ValueError(f"eps_pred and x_t must have the same shape, got {tuple(eps_pred.shape)} and {tuple(x_t.shape)}")
+    validate.like(x_t, eps_pred, "x_t", "eps_pred")
 
 
 class DDPMSampler:
@@ -153,9 +152,7 @@ class DDIMSampler:
 
     def __init__(self, schedule: NoiseSchedule, steps: int = 50, eta: float = 0.0, clip_x0: bool = False):
         validate.positive_int(steps, "steps", minimum=1, maximum=schedule.T)
-        eta = validate.finite_number(eta, "eta")
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta}")
+        eta = validate.finite_number(eta, "eta", low=0.0, high=1.0)
         self.schedule, self.steps, self.eta, self.clip_x0 = schedule, steps, eta, clip_x0
         grid = torch.linspace(schedule.T, 0, steps + 1).round().long().tolist()   # T, ..., 0
         self.timesteps = grid[:-1]
@@ -340,8 +337,8 @@ def sample(denoiser: Callable, sampler, shape=None, *, x_T: torch.Tensor | None 
             device = next(params()).device if params else torch.device("cpu")
         x_T = noise.randn(tuple(shape), device)
     validate.floating(x_T, "x_T")
-    if x_T.dim() != 4 or len(x_T) == 0:
-        raise ValueError(f"x_T must have shape (N, C, H, W) with N >= 1, got {tuple(x_T.shape)}")
+    validate.shaped(x_T, "x_T", "B C H W", what="sample")
+    validate.finite(x_T, "x_T")
     timesteps = list(sampler.timesteps if timesteps is None else timesteps)
     if not timesteps or any(b >= a for a, b in zip(timesteps, timesteps[1:])):
         raise ValueError(f"timesteps must be a non-empty list from high to low, got {timesteps[:5]}...")

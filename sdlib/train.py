@@ -89,10 +89,8 @@ class TrainConfig:
             validate.positive_int(self.checkpoint_every, "checkpoint_every")
         if not validate.finite_number(self.lr, "lr") > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= validate.finite_number(self.weight_decay, "weight_decay"):
-            raise ValueError(f"weight_decay must be zero or positive, got {self.weight_decay}")
-        if not 0 <= validate.finite_number(self.min_lr_ratio, "min_lr_ratio") <= 1:
-            raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        validate.non_negative(self.weight_decay, "weight_decay")
+        validate.finite_number(self.min_lr_ratio, "min_lr_ratio", low=0.0, high=1.0)
         if self.optimizer not in ("adamw", "muon"):
             raise ValueError(f"optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
         if self.lr_schedule not in ("cosine", "constant"):

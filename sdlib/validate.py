@@ -274,7 +274,7 @@ def timestep(t, T: int, *, lowest: int = 1, name: str = "t") -> int:
         if t.numel() != 1 or t.is_floating_point() or t.dtype == torch.bool:
             raise TypeError(f"{name} must be one integer time step, got a {t.dtype} tensor of shape {tuple(t.shape)}")
         t = int(t.item())
-    if isinstance(t, bool) or not isinstance(t, numbers.Integral) and not (isinstance(t, float) and t.is_integer()):
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral):
         raise TypeError(f"{name} must be an integer time step in [{lowest}, {T}], got {t!r}")
     t = int(t)
     if not lowest <= t <= T:

@@ -43,6 +43,8 @@ class Recorder(torch.nn.Module):
         self.null_context = torch.nn.Parameter(torch.full((1, 1, width), 10.0))
         self.calls = []
 
+    empty_prompt = UNet.empty_prompt                # the one definition of the empty prompt
+
     def forward(self, x, t, context, mask):
         self.calls.append((x.shape[0], context.shape, None if mask is None else mask.clone()))
         m = torch.ones(context.shape[:2]) if mask is None else mask.float()

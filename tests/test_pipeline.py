@@ -159,9 +159,9 @@ def test_the_pipeline_is_the_one_sampling_loop(pipe):
 
 
 def test_sets_of_prompts_are_refused(pipe):
-    with pytest.raises(TypeError, match="not a set"):
+    with pytest.raises(TypeError, match="got a set"):
         pipe.text_to_image({"a one", "a two"}, steps=2)
-    with pytest.raises(TypeError, match="not a set"):
+    with pytest.raises(TypeError, match="got a set"):
         pipe.text_to_image(["a one", "a two"], negative_prompt={"a three", "a four"}, steps=2)
 
 

@@ -1,11 +1,16 @@
+import importlib
+
+import pytest
 import torch
 
 from sdlib import metrics, pretrained
+from sdlib.recipes import as_shipped, final_mean
 from sdlib.recipes.ddpm import compare_samplers, schedule, timed_samples
 from sdlib.samplers import DDIMSampler
 from sdlib.unet import UNet, UNetConfig
 
 
+@pytest.mark.filterwarnings("ignore:sampling diverged")     # an untrained U-Net
 def test_sampler_comparison_runs_the_samplers_it_names_on_the_same_noises():
     torch.manual_seed(0)
     model = UNet(UNetConfig(channels=(8,), groups=4, patch_size=2)).eval()
@@ -20,13 +25,28 @@ def test_sampler_comparison_runs_the_samplers_it_names_on_the_same_noises():
     assert rows[2]["classifier_fid"] == round(fid, 1)
 
 
-def test_shipped_ddpm_was_trained_with_the_recipes_settings():
-    # The manifest records what the shipped weights were trained with; changing the recipe's constants
-    # without retraining would make the docs and lesson 03 describe a model that does not exist.
-    from sdlib.recipes.ddpm import PRETRAINED_T_BAND, PRETRAINED_UNET, SCHEDULE
-    info = pretrained.entry("ddpm")
-    assert info["extra"]["t_band"] == list(PRETRAINED_T_BAND)
-    assert info["extra"]["schedule"] == SCHEDULE
-    as_json = lambda d: {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-    assert info["config"] == as_json(PRETRAINED_UNET.to_dict())
-    assert info["metrics"]["steps"] == 20000
+
+@pytest.mark.parametrize("name", ["classifier", "ddpm", "vae", "clip", "text_ddpm", "latent_ddpm"])
+def test_every_recipe_answers_help(name, capsys):
+    recipe = importlib.import_module(f"sdlib.recipes.{name}")
+    with pytest.raises(SystemExit) as stop:
+        recipe.main(["--help"])
+    assert stop.value.code == 0
+    assert f"python -m sdlib.recipes.{name}" in capsys.readouterr().out
+
+
+def test_as_shipped_measures_the_float16_weights_that_are_saved():
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(channels=(8,), groups=4, patch_size=2)).train()
+    model.conv_in.weight.data[0, 0, 0, 0] = 1 + 2 ** -12                 # not representable in float16
+    shipped = as_shipped(model)
+    assert not shipped.training and shipped.conv_in.weight.device.type == "cpu"
+    assert all(torch.equal(v, v.half().float()) for v in shipped.state_dict().values() if v.is_floating_point())
+    assert shipped.conv_in.weight[0, 0, 0, 0].item() == 1.0
+
+
+def test_final_mean_averages_the_last_values_of_a_history():
+    history = {"loss": [10.0] * 5 + [1.0, 2.0, 3.0], "kl": [4.0]}
+    assert final_mean(history, last=3) == 2.0
+    assert final_mean(history, "kl") == 4.0                               # a history shorter than `last`
+    assert final_mean({"loss": [1 / 3]}, digits=2) == 0.33

@@ -4,5 +4,25 @@ and their manifest entry into sdlib/weights/ (or --out). A lesson can always ret
     python -m sdlib.recipes.classifier    # the digit classifier behind sdlib.metrics
     python -m sdlib.recipes.ddpm          # the unconditional pixel-space DDPM of lesson 03
 
-Each recipe prints what it measured; the numbers land in the manifest next to the weights.
+Each recipe prints what it measured; the numbers land in the manifest next to the weights. Recipes are
+thin scripts: their settings live in sdlib.configs, objectives and measurements in the library, and
+lessons import from those, never from here. What every recipe does the same way is written once below.
 """
+from __future__ import annotations
+
+from torch import nn
+
+
+def as_shipped(model: nn.Module) -> nn.Module:
+    """The trained model on the CPU in eval mode, its floating-point weights rounded through float16 as
+    sdlib.pretrained.save_pretrained stores them, so that a recipe measures the weights it ships."""
+    model = model.cpu().eval()
+    model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    return model
+
+
+def final_mean(history: dict[str, list[float]], key: str = "loss", last: int = 200, digits: int = 5) -> float:
+    """The mean of the last `last` values of history[key] (a fit result's history), rounded: what a
+    recipe records as the final loss, steadier than the last step's value."""
+    values = history[key][-last:]
+    return round(sum(values) / len(values), digits)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
 from .. import metrics, pretrained, runtime
+from ..configs.classifier import CLASSIFIER_CONFIG, CLASSIFIER_TRAIN
 from ..data import load_mnist
-from ..train import TrainConfig, fit
+from ..train import fit
+from . import as_shipped
 
 RECIPE = "python -m sdlib.recipes.classifier"
 
@@ -39,24 +42,20 @@ def reference_fids(classifier, train, test_features, n: int, seeds=range(5)) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=RECIPE, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=CLASSIFIER_TRAIN.steps)
     parser.add_argument("--out", default=None, help="weights folder (default: sdlib/weights)")
     parser.add_argument("--checkpoint", default=None, help="resumable training checkpoint")
     args = parser.parse_args(argv)
     rt = runtime.setup(seed=0)
     train, test = load_mnist("train"), load_mnist("test")
-    config = metrics.ClassifierConfig()
-    model = metrics.DigitClassifier(config)
-    tc = TrainConfig(steps=args.steps, batch_size=128, lr=2e-3, weight_decay=1e-4, warmup=100, ema_decay=None,
-                     checkpoint_every=500, device=str(rt.device))
+    model = metrics.DigitClassifier(CLASSIFIER_CONFIG)
+    tc = replace(CLASSIFIER_TRAIN, steps=args.steps, device=str(rt.device))
     start = time.time()
     result = fit(model, metrics.classifier_loss, train, tc, checkpoint=args.checkpoint, description="classifier")
     if result.interrupted:
         return 1
     minutes = (time.time() - start) / 60
-    model = result.model.cpu().eval()
-    # Measure with the half-precision weights that will be shipped.
-    model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    model = as_shipped(result.model)
     acc = metrics.accuracy(model, test.images, test.labels)
     train_acc = metrics.accuracy(model, train.images[:10000], train.labels[:10000])
     _, test_features = metrics.predict(model, test.images)
@@ -64,8 +63,8 @@ def main(argv=None) -> int:
     measured = {"test_accuracy": round(acc, 5), "train_accuracy_first_10k": round(train_acc, 5),
                 "train_minutes": round(minutes, 1), "steps": args.steps, "reference_fid": refs}
     print(measured)
-    pretrained.save_pretrained("classifier", model, kind="classifier", config=config.__dict__, recipe=RECIPE,
-                               metrics=measured, directory=args.out)
+    pretrained.save_pretrained("classifier", model, kind="classifier", config=CLASSIFIER_CONFIG.__dict__,
+                               recipe=RECIPE, metrics=measured, directory=args.out)
     return 0
 
 

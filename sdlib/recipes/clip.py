@@ -10,70 +10,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-import torch
+from dataclasses import replace
 
 from .. import pretrained, runtime
-from ..captions import (DIGIT_WORDS, LEAN_WORDS, SIZE_WORDS, THICKNESS_WORDS, StyleThresholds, all_caption_words,
-                        classify_styles)
-from ..clip import CLIP, CLIPConfig, clip_loss, zero_shot
-from ..conditioning import batch_captions, captioned_dataset
+from ..captions import LEAN_WORDS, SIZE_WORDS, THICKNESS_WORDS, StyleThresholds, classify_styles
+from ..clip import CLIP, CLIPObjective, zero_shot_digits, zero_shot_style
+from ..configs.clip import CLIP_CONFIG, CLIP_TRAIN
+from ..conditioning import captioned_dataset
 from ..data import load_mnist
-from ..train import TrainConfig, fit
+from ..train import fit
+from . import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.clip"
-CLIP_CONFIG = CLIPConfig(vocab=all_caption_words(), context_length=12, width=64, layers=3, heads=4, embed_dim=64)
-CLIP_TRAIN = TrainConfig(steps=2500, batch_size=256, lr=2e-3, weight_decay=0.05, warmup=100, ema_decay=None,
-                         channels_last=False, checkpoint_every=500)
-DIGIT_PROMPTS = ["the number {}", "a {}", "{}"]
-
-
-class CLIPObjective:
-    """A loss_fn for sdlib.train.fit: draws a random true caption per image, then the CLIP loss."""
-
-    def __init__(self, multi_positive: bool = True):
-        self.multi_positive = multi_positive
-
-    def __call__(self, model, batch, generator):
-        images = batch[0]
-        texts = batch_captions(batch, generator)
-        ids, mask = model.tokenize(texts)
-        logits = model(images, ids, mask)
-        same = (ids[:, None, :] == ids[None, :, :]).all(-1) if self.multi_positive else None
-        loss = clip_loss(logits, same)
-        return loss, {"temperature": 1 / model.logit_scale.exp().item()}
-
-
-def digit_prompts(numeral: bool = False) -> list[list[str]]:
-    names = [str(d) for d in range(10)] if numeral else DIGIT_WORDS
-    return [[template.format(n) for n in names] for template in DIGIT_PROMPTS]
-
-
-@torch.no_grad()
-def zero_shot_digits(model: CLIP, images: torch.Tensor) -> torch.Tensor:
-    """Digit probabilities (N, 10), averaged over a few prompt templates (a prompt ensemble)."""
-    probs = [zero_shot(model, images, prompts) for prompts in digit_prompts()]
-    return torch.stack(probs).mean(0)
-
-
-@torch.no_grad()
-def zero_shot_style(model: CLIP, images, labels, codes, words: dict[int, str]) -> float:
-    """Accuracy of choosing the right style word among `words` (prompts name the true digit), on the
-    images whose style code is one of words' keys."""
-    keys = sorted(words)
-    keep = torch.isin(codes, torch.tensor(keys))
-    correct = 0
-    for digit in range(10):
-        sel = keep & (labels == digit)
-        if sel.sum() == 0:
-            continue
-        name = DIGIT_WORDS[digit]
-        # style words go where captions put them: "a thick seven", "a seven leaning left"
-        prompts = [f"a {name} {words[k]}" if words[k] in LEAN_WORDS.values() else f"a {words[k]} {name}"
-                   for k in keys]
-        probs = zero_shot(model, images[sel], prompts)
-        correct += (torch.tensor(keys)[probs.argmax(1)] == codes[sel]).sum().item()
-    return correct / keep.sum().item()
 
 
 def measure(model: CLIP, thresholds: StyleThresholds) -> dict:
@@ -98,15 +46,14 @@ def main(argv=None) -> int:
     rt = runtime.setup(seed=0)
     data, thresholds = captioned_dataset("train")
     model = CLIP(CLIP_CONFIG)
-    config = TrainConfig(**{**CLIP_TRAIN.__dict__, "steps": args.steps, "device": str(rt.device)})
+    config = replace(CLIP_TRAIN, steps=args.steps, device=str(rt.device))
     result = fit(model, CLIPObjective(), data, config, description="CLIP",
                  checkpoint=args.checkpoint or runtime.runs_dir() / "clip_recipe.pt")
     if result.interrupted:
         return 1
-    model = result.model.cpu().eval()
-    model.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+    model = as_shipped(result.model)
     measured = {**measure(model, thresholds), "steps": result.steps, "train_minutes": round(result.seconds / 60, 1),
-                "final_loss": round(sum(result.history["loss"][-100:]) / 100, 4)}
+                "final_loss": final_mean(result.history, last=100, digits=4)}
     print(measured)
     pretrained.save_pretrained("clip", model, kind="clip", config=CLIP_CONFIG.to_dict(), recipe=RECIPE,
                                metrics=measured, extra={"style_thresholds": thresholds.to_dict()}, directory=args.out)

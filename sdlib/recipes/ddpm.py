@@ -4,9 +4,7 @@
     python -m sdlib.recipes.ddpm --lesson           # the lesson's 10-minute settings, measured the same way
     python -m sdlib.recipes.ddpm --compare-samplers # no training: DDPM-1000 against DDIM-50 on the shipped weights
 
-The lesson trains `LESSON_UNET` with `LESSON_TRAIN`, drawing t by `LESSON_T_BAND`; the pretrained
-model is `PRETRAINED_UNET` trained longer with `PRETRAINED_TRAIN`, drawing t by `PRETRAINED_T_BAND`. Both
-use the DDPM paper's linear schedule with T = 1000.
+The settings of both, the lesson's and the shipped model's, are in sdlib.configs.ddpm.
 The measurements (classifier FID against the 10,000 test images, confidence, digit histogram,
 wall time) are printed and stored in the manifest next to the weights:
 - DDPM (1,000 steps) and DDIM (100, 50, 25, 10 steps, eta = 0) on the same 1,000 noises, and the
@@ -19,56 +17,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
 from .. import metrics, pretrained, runtime
+from ..configs.ddpm import (LESSON_SAMPLER, LESSON_T_BAND, LESSON_TRAIN, LESSON_UNET, PRETRAINED_T_BAND,
+                            PRETRAINED_TRAIN, PRETRAINED_UNET, SCHEDULE)
 from ..data import load_mnist
 from ..diffusion import DDPMObjective, band_timesteps
 from ..samplers import DDIMSampler, DDPMSampler, sample
 from ..schedules import NoiseSchedule
-from ..train import TrainConfig, fit
-from ..unet import UNet, UNetConfig
+from ..train import fit
+from ..unet import UNet
+from . import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.ddpm"
-SCHEDULE = {"name": "linear", "T": 1000}
-
-# What lesson 03 trains in about ten minutes on a 2-core CPU.
-# The U-Net first folds each 2×2 block of pixels into channels (patch_size=2: 4×14×14); with widths
-# (32, 64) it trained at about 300 images/s against about 220 for a (16, 32, 64) U-Net on full 28×28
-# images, and reached a better classifier FID (on the course's first CPU, a 2-core Xeon with AMX, where
-# with AdamW batches of 64 also learned more per second than 128 in 5-minute trials, and than 32 in
-# 9-minute ones). autocast="auto" trains in bfloat16 where the hardware makes it fast (AMX or AVX-512
-# BF16) and in fp32 elsewhere; channels_last="auto" keeps bfloat16 on a CPU in NCHW, where GroupNorm is
-# faster (on the Xeon, with fit's fused AdamW, 28% more steps per minute than channels_last; 1.34x fp32's).
-# Muon for the weight matrices (sdlib.optim) instead of AdamW: on this U-Net it reached a lower loss in
-# every thousand steps after the first and, in ten-minute trials on the course's present 2-core CPU (an
-# AMD EPYC with AVX-512 BF16), 90.7% (10,000 steps of 64) and 91.0% confident (6,000 steps of 128, lr
-# 5e-3) against 89.6% for AdamW (10,800 steps of 64, lr 4e-3). Muon on batches of 128 trained at 1,291
-# images/s, AdamW on 64 at 1,182. These settings: 91.7 / 90.4 / 91.1% confident in three runs, 9.5-10 min.
-# max_minutes=10 stops a slower machine on time, its learning rate decayed all the same (docs/measured.md).
-LESSON_UNET = UNetConfig(channels=(32, 64), blocks=1, patch_size=2)
-LESSON_TRAIN = TrainConfig(steps=5700, batch_size=128, lr=5e-3, warmup=100, ema_decay=0.995, optimizer="muon",
-                           max_minutes=10, channels_last="auto", autocast="auto", checkpoint_every=250)
-# Which time steps the lesson trains on: (lo, hi, frac) for band_timesteps, a fraction `frac` of the
-# draws uniform in lo..hi and the rest uniform in 1..T. Sampling with the ten-minute model above t = 500
-# and the pretrained one below (and the reverse) showed that a young model falls behind between t = 250
-# and 500, where the digit's shape forms, and not above 500. Drawing t there more often took the
-# ten-minute model from 76% to 83-85% confident (frac 0.5 / 0.8 / 0.9 / 0.95: 82 / 83 / 85 / 84%; band
-# 200..500 at 0.9: 84.5%; the lesson's own runs 82.7 and 82.8%; docs/measured.md).
-LESSON_T_BAND = (150, 550, 0.9)
-# The pretrained model draws from the same band less often: a run 5.6 times longer can spare more draws for
-# the rest of 1..T (at frac 0.7 about 2,700 of its 20,000 steps fall above t = 550, more than the whole
-# uniform ten-minute run gave there, which was as good above t = 500 as a model trained 5.6 times longer).
-# With uniform t the same 20,000 steps reached 87.9% confident and classifier FID 46.2; with this band
-# 91.8% and 29.3 (the lessons' sampler, the same noises; docs/measured.md).
-PRETRAINED_T_BAND = (150, 550, 0.7)
-# The shipped model: the same U-Net trained for longer (the longer run makes the larger EMA decay fit).
-PRETRAINED_UNET = LESSON_UNET
-PRETRAINED_TRAIN = TrainConfig(steps=20000, batch_size=64, lr=4e-3, warmup=200, ema_decay=0.999, channels_last="auto",
-                               autocast="auto", checkpoint_every=500)
-# The sampler the lesson's quality numbers use: stochastic DDIM (eta = 1, like DDPM) in 100 steps.
-LESSON_SAMPLER = {"steps": 100, "eta": 1.0, "clip_x0": True}
 
 
 def schedule() -> NoiseSchedule:
@@ -167,8 +131,7 @@ def main(argv=None) -> int:
         pretrained.record_metrics("ddpm", {"sampler_comparison": {"n": args.n, "rows": rows}}, directory=args.out)
         return 0
     unet_config, train_config = (LESSON_UNET, LESSON_TRAIN) if args.lesson else (PRETRAINED_UNET, PRETRAINED_TRAIN)
-    train_config = TrainConfig(**{**train_config.__dict__, "device": str(rt.device),
-                                  **({"steps": args.steps} if args.steps else {})})
+    train_config = replace(train_config, steps=args.steps or train_config.steps, device=str(rt.device))
     name = "ddpm_lesson" if args.lesson else "ddpm"
     checkpoint = args.checkpoint or runtime.runs_dir() / f"{name}_recipe.pt"
     model = UNet(unet_config)
@@ -178,16 +141,12 @@ def main(argv=None) -> int:
                  description=name)
     if result.interrupted:
         return 1
-    net = result.best.cpu().eval()
-    # Measure the half-precision weights that will be shipped.
-    net.load_state_dict({k: v.half().float() for k, v in net.state_dict().items()})
-    net.to(memory_format=torch.channels_last)
+    net = as_shipped(result.best).to(memory_format=torch.channels_last)
     classifier = pretrained.load_pretrained("classifier", device="cpu")
     _, test_features = metrics.predict(classifier, load_mnist("test").images)
     measured = measure(net, classifier, test_features, ddpm=not args.no_ddpm, big_n=args.big_n)
     measured.update(train_minutes=round(result.seconds / 60, 1), steps=result.steps,
-                    images_per_second=round(result.images_per_second, 1), final_loss=round(
-                        sum(result.history["loss"][-200:]) / len(result.history["loss"][-200:]), 5))
+                    images_per_second=round(result.images_per_second, 1), final_loss=final_mean(result.history))
     if args.lesson:
         print(measured)
         return 0

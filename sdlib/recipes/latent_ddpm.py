@@ -18,40 +18,23 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 import torch
-from torch.utils.data import TensorDataset
 
 from .. import metrics, pretrained, runtime
-from ..captions import classify_styles
+from ..captions import DIGIT_WORDS, captioned_latents
 from ..conditioning import PromptEncoder, measure_guidance
+from ..configs.latent_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LATENT_TRAIN, LATENT_UNET, P_UNCOND, SAMPLER,
+                                   SCHEDULE, STRENGTHS)
 from ..data import load_mnist
 from ..pipeline import LatentDiffusion
-from ..train import TrainConfig, fit
-from ..unet import UNet, UNetConfig
+from ..train import fit
+from ..unet import UNet
+from . import as_shipped, final_mean
 from .text_ddpm import objective
 
 RECIPE = "python -m sdlib.recipes.latent_ddpm"
-SCHEDULE = {"name": "linear", "T": 1000}
-DEFAULT_W = 3.0
-GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0)
-STRENGTHS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
-
-# 4×7×7 latents -> levels at 7×7 (48 channels) and 4×4 (96), cross-attention in the 4×4 middle:
-# 59 MFLOP per image against 88 for the pixel-space text_ddpm U-Net (torch.utils.flop_counter).
-LATENT_UNET = UNetConfig(in_channels=4, image_size=7, channels=(48, 96), blocks=1, mid_attention=True, context_dim=64)
-LATENT_TRAIN = TrainConfig(steps=3000, batch_size=128, lr=2e-3, warmup=200, ema_decay=0.998, channels_last=False,
-                           checkpoint_every=250)
-
-
-@torch.no_grad()
-def latent_dataset(vae, encoder: PromptEncoder, split: str = "train", subset=None, batch_size: int = 1000):
-    """TensorDataset(scaled latents, labels, thickness, lean, size) of the MNIST split."""
-    data = load_mnist(split, subset=subset)
-    device = next(vae.parameters()).device
-    z = torch.cat([vae.encode_scaled(chunk.to(device)).cpu() for chunk in data.images.split(batch_size)])
-    s = classify_styles(data.images, data.labels, encoder.thresholds)
-    return TensorDataset(z, data.labels, s.thickness, s.lean, s.size)
 
 
 def half_masks(n: int, lower: bool = True) -> torch.Tensor:
@@ -65,10 +48,8 @@ def half_masks(n: int, lower: bool = True) -> torch.Tensor:
 
 
 def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_SCALES, log=print) -> dict:
-    from ..captions import DIGIT_WORDS
-
     _, test_features = metrics.predict(classifier, test.images)
-    out = {"n": n, "sampler": {"name": "DDIM", "steps": 50, "eta": 0.0}, "default_w": DEFAULT_W}
+    out = {"n": n, "sampler": {"name": "DDIM", **SAMPLER}, "default_w": DEFAULT_W}
 
     def images_for(prompts, w, generator):
         return pipe.text_to_image(prompts, guidance_scale=w, generator=generator, progress=False).images * 2 - 1
@@ -136,12 +117,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="weights folder (default: sdlib/weights)")
     args = parser.parse_args(argv)
     rt = runtime.setup(seed=0)
-    config = TrainConfig(**{**LATENT_TRAIN.__dict__, "device": str(rt.device),
-                            **({"steps": args.steps} if args.steps else {})})
+    config = replace(LATENT_TRAIN, steps=args.steps or LATENT_TRAIN.steps, device=str(rt.device))
     vae = pretrained.load_pretrained("vae", device=rt.device)
     encoder = PromptEncoder.pretrained(device=rt.device)
     start = time.perf_counter()
-    data = latent_dataset(vae, encoder)
+    data = captioned_latents(vae, encoder.thresholds)
     encode_seconds = time.perf_counter() - start
     print(f"encoded {len(data)} training digits to latents {tuple(data.tensors[0].shape[1:])} in {encode_seconds:.0f} s "
           f"(latent std {data.tensors[0].std():.2f})")
@@ -151,18 +131,18 @@ def main(argv=None) -> int:
                  checkpoint=args.checkpoint or runtime.runs_dir() / "latent_ddpm_recipe.pt")
     if result.interrupted:
         return 1
-    net = result.best.cpu().eval()
-    net.load_state_dict({k: v.half().float() for k, v in net.state_dict().items()})
+    net = as_shipped(result.best)
     pipe = LatentDiffusion(vae.cpu(), encoder.cpu(), net)
     classifier = pretrained.load_pretrained("classifier", device="cpu")
     measured = measure(pipe, classifier, load_mnist("test"), n=args.n)
     measured.update(train_minutes=round(result.seconds / 60, 1), encode_seconds=round(encode_seconds, 1),
                     steps=result.steps, images_per_second=round(result.images_per_second, 1),
-                    final_loss=round(sum(result.history["loss"][-200:]) / len(result.history["loss"][-200:]), 5))
+                    final_loss=final_mean(result.history))
     print(measured)
     pretrained.save_pretrained("latent_ddpm", net, kind="unet", config=LATENT_UNET.to_dict(), recipe=RECIPE,
-                               metrics=measured, extra={"schedule": SCHEDULE, "p_uncond": 0.1, "default_w": DEFAULT_W,
-                                                        "text_encoder": "clip", "autoencoder": "vae"},
+                               metrics=measured, extra={"schedule": SCHEDULE, "p_uncond": P_UNCOND,
+                                                        "default_w": DEFAULT_W, "text_encoder": "clip",
+                                                        "autoencoder": "vae"},
                                directory=args.out)
     return 0
 

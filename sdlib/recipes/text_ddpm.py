@@ -13,35 +13,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 import torch
 
 from .. import metrics, pretrained, runtime
 from ..conditioning import CaptionedPrompts, PromptEncoder, captioned_dataset, measure_guidance
+from ..configs.text_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LESSON_TRAIN, LESSON_UNET, P_UNCOND, PRETRAINED_TRAIN,
+                                 PRETRAINED_UNET, SAMPLER, SCHEDULE)
 from ..data import load_mnist
 from ..diffusion import DDPMObjective
 from ..samplers import DDIMSampler
 from ..schedules import NoiseSchedule
-from ..train import TrainConfig, fit
-from ..unet import UNet, UNetConfig
+from ..train import fit
+from ..unet import UNet
+from . import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.text_ddpm"
-SCHEDULE = {"name": "linear", "T": 1000}
-P_UNCOND = 0.1
-GUIDANCE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5)
-DEFAULT_W = 3.0
-SAMPLER = {"steps": 50, "eta": 0.0}
-
-# Cross-attention to the prompt in the 7×7 middle of the U-Net. (Attention also at level 1 cost
-# a third of the training speed: 173 against 264 images/s at batch 64, docs/measured.md.)
-LESSON_UNET = UNetConfig(channels=(32, 64), blocks=1, patch_size=2, mid_attention=True, context_dim=64)
-LESSON_TRAIN = TrainConfig(steps=2400, batch_size=64, lr=2e-3, warmup=100, ema_decay=0.995, channels_last=True,
-                           checkpoint_every=250)
-# The shipped model: the same U-Net trained twice as long (the lesson's already reaches the quality
-# targets; a wider one would make every sample in lessons 06-07 twice as slow).
-PRETRAINED_UNET = LESSON_UNET
-PRETRAINED_TRAIN = TrainConfig(steps=5000, batch_size=64, lr=2e-3, warmup=200, ema_decay=0.998, channels_last=True,
-                               checkpoint_every=250)
 
 
 def schedule() -> NoiseSchedule:
@@ -53,6 +41,7 @@ def sampler() -> DDIMSampler:
 
 
 def objective(encoder: PromptEncoder) -> DDPMObjective:
+    """Lesson 07's objective: the DDPM loss on random true captions, P_UNCOND of them dropped."""
     return DDPMObjective(schedule(), CaptionedPrompts(encoder), p_uncond=P_UNCOND)
 
 
@@ -67,8 +56,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rt = runtime.setup(seed=0)
     unet_config, train_config = (LESSON_UNET, LESSON_TRAIN) if args.lesson else (PRETRAINED_UNET, PRETRAINED_TRAIN)
-    train_config = TrainConfig(**{**train_config.__dict__, "device": str(rt.device),
-                                  **({"steps": args.steps} if args.steps else {})})
+    train_config = replace(train_config, steps=args.steps or train_config.steps, device=str(rt.device))
     name = "text_ddpm_lesson" if args.lesson else "text_ddpm"
     encoder = PromptEncoder.pretrained(device=rt.device)
     data, _ = captioned_dataset("train", thresholds=encoder.thresholds)
@@ -78,9 +66,7 @@ def main(argv=None) -> int:
                  checkpoint=args.checkpoint or runtime.runs_dir() / f"{name}_recipe.pt")
     if result.interrupted:
         return 1
-    net = result.best.cpu().eval()
-    net.load_state_dict({k: v.half().float() for k, v in net.state_dict().items()})   # measure what is shipped
-    net.to(memory_format=torch.channels_last)
+    net = as_shipped(result.best).to(memory_format=torch.channels_last)
     encoder.cpu()
     classifier = pretrained.load_pretrained("classifier", device="cpu")
     test = load_mnist("test")
@@ -90,7 +76,7 @@ def main(argv=None) -> int:
     measured = {"n": args.n, "sampler": {"name": "DDIM", **SAMPLER}, "default_w": DEFAULT_W,
                 "guidance": [r.as_dict() for r in rows], "train_minutes": round(result.seconds / 60, 1),
                 "steps": result.steps, "images_per_second": round(result.images_per_second, 1),
-                "final_loss": round(sum(result.history["loss"][-200:]) / len(result.history["loss"][-200:]), 5)}
+                "final_loss": final_mean(result.history)}
     print(measured)
     if args.lesson:
         return 0

@@ -12,19 +12,18 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 
 import torch
 
 from .. import metrics, pretrained, runtime
+from ..configs.vae import BETA, VAE_CONFIG, VAE_TRAIN
 from ..data import load_mnist
-from ..train import TrainConfig, fit
-from ..vae import KLAutoencoder, KLConfig, VAEObjective
+from ..train import fit
+from ..vae import KLAutoencoder, VAEObjective
+from . import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.vae"
-VAE_CONFIG = KLConfig(channels=(16, 32), latent_channels=4)
-VAE_TRAIN = TrainConfig(steps=2000, batch_size=128, lr=2e-3, warmup=100, ema_decay=None, channels_last=True,
-                        checkpoint_every=500)
-BETA = 1.0
 
 
 @torch.no_grad()
@@ -53,20 +52,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rt = runtime.setup(seed=0)
     train, test = load_mnist("train"), load_mnist("test")
-    config = TrainConfig(**{**VAE_TRAIN.__dict__, "steps": args.steps, "device": str(rt.device)})
+    config = replace(VAE_TRAIN, steps=args.steps, device=str(rt.device))
     vae = KLAutoencoder(VAE_CONFIG)
     result = fit(vae, VAEObjective(args.beta), train, config, description="KL autoencoder",
                  checkpoint=args.checkpoint or runtime.runs_dir() / "vae_recipe.pt")
     if result.interrupted:
         return 1
-    vae = result.model.cpu().eval()
-    vae.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in vae.state_dict().items()})
+    vae = as_shipped(result.model)
     scale = vae.set_latent_scale(train.images[:10000])
     classifier = pretrained.load_pretrained("classifier", device="cpu")
     measured = {**measure(vae, classifier, test), "latent_scale": round(scale, 5), "beta": args.beta,
                 "steps": result.steps, "train_minutes": round(result.seconds / 60, 1),
-                "final_reconstruction_nats": round(sum(result.history["reconstruction"][-100:]) / 100, 2),
-                "final_kl_nats": round(sum(result.history["kl"][-100:]) / 100, 2)}
+                "final_reconstruction_nats": final_mean(result.history, "reconstruction", last=100, digits=2),
+                "final_kl_nats": final_mean(result.history, "kl", last=100, digits=2)}
     print(measured)
     pretrained.save_pretrained("vae", vae, kind="vae", config=VAE_CONFIG.to_dict(), recipe=RECIPE, metrics=measured,
                                directory=args.out)

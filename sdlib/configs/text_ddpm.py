@@ -1,0 +1,22 @@
+"""The text-conditioned pixel-space U-Net of lessons 06-07 and the shipped `text_ddpm` model
+(`python -m sdlib.recipes.text_ddpm`): lesson 03's schedule, and a U-Net that reads the prompt, encoded
+by lesson 05's frozen CLIP text encoder, through cross-attention."""
+from ..train import TrainConfig
+from ..unet import UNetConfig
+from .ddpm import SCHEDULE  # noqa: F401  (the same schedule as lesson 03)
+
+P_UNCOND = 0.1                  # the fraction of training prompts dropped, for classifier-free guidance
+GUIDANCE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5)
+DEFAULT_W = 3.0
+SAMPLER = {"steps": 50, "eta": 0.0}
+
+# Cross-attention to the prompt only in the 7×7 middle of the U-Net: also at level 1 it cost a third
+# of the training speed (docs/measured.md, "Lessons 06-07").
+LESSON_UNET = UNetConfig(channels=(32, 64), blocks=1, patch_size=2, mid_attention=True, context_dim=64)
+LESSON_TRAIN = TrainConfig(steps=2400, batch_size=64, lr=2e-3, warmup=100, ema_decay=0.995, channels_last=True,
+                           checkpoint_every=250)
+# The shipped model: the same U-Net trained twice as long (the lesson's already reaches the quality
+# targets; a wider one would make every sample in lessons 06-07 twice as slow).
+PRETRAINED_UNET = LESSON_UNET
+PRETRAINED_TRAIN = TrainConfig(steps=5000, batch_size=64, lr=2e-3, warmup=200, ema_decay=0.998, channels_last=True,
+                               checkpoint_every=250)
