@@ -156,7 +156,7 @@ def all_caption_words() -> list[str]:
 @torch.no_grad()
 def captioned_latents(vae, thresholds: StyleThresholds, split: str = "train", subset=None, batch_size: int = 1000):
     """TensorDataset(scaled latents, labels, thickness, lean, size) of an MNIST split: the captioned
-    digits of sdlib.conditioning.captioned_dataset, each image encoded once by `vae` (its posterior
+    digits of captioned_dataset, each image encoded once by `vae` (its posterior
     mean × latent_scale) for training a latent U-Net (lesson 08). Styles are measured on the pixels."""
     from torch.utils.data import TensorDataset
 
@@ -167,3 +167,50 @@ def captioned_latents(vae, thresholds: StyleThresholds, split: str = "train", su
     z = torch.cat([vae.encode_scaled(chunk.to(device)).cpu() for chunk in data.images.split(batch_size)])
     s = classify_styles(data.images, data.labels, thresholds)
     return TensorDataset(z, data.labels, s.thickness, s.lean, s.size)
+
+
+def captioned_dataset(split: str = "train", subset=None, thresholds: StyleThresholds | None = None):
+    """(TensorDataset of images, labels and style codes, thresholds). Captions are drawn per batch
+    from the labels and style codes, so every epoch sees new wordings of the same truths."""
+    from .data import load_mnist
+
+    data = load_mnist(split, subset=subset)
+    if thresholds is None:
+        thresholds = StyleThresholds.measure(data.images, data.labels)
+    s = classify_styles(data.images, data.labels, thresholds)
+    return TensorDataset(data.images, data.labels, s.thickness, s.lean, s.size), thresholds
+
+
+def batch_captions(batch, generator: torch.Generator | None) -> list[str]:
+    """A random true caption for each image of a batch (images, labels, thickness, lean, size, ...),
+    drawn with a CPU generator seeded from `generator` (so training runs repeat exactly)."""
+    _, labels, thickness, lean, size = batch[:5]
+    seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device if generator else "cpu")
+    cpu = torch.Generator().manual_seed(int(seed))
+    return random_captions(labels.cpu(), Styles(thickness.cpu(), lean.cpu(), size.cpu()), cpu)
+
+
+class CaptionedPrompts:
+    """`encode_prompts` for sdlib.diffusion.DDPMObjective: a random true caption for each image of the
+    batch (images, labels, thickness, lean, size), encoded by `encoder`.
+
+    The encoder is frozen, so a caption's features never change: each distinct caption is encoded once
+    and kept (MNIST's captions have a few hundred wordings), which takes the text encoder out of almost
+    every training step."""
+
+    def __init__(self, encoder, cache: bool = True):
+        self.encoder = encoder
+        self.cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
+
+    def __call__(self, batch, generator=None):
+        self.encoder.to(batch[0].device)
+        captions = batch_captions(batch, generator)
+        if self.cache is None:
+            return self.encoder(captions)
+        new = [c for c in dict.fromkeys(captions) if c not in self.cache]
+        if new:
+            context, mask = self.encoder(new)
+            self.cache.update(zip(new, zip(context, mask)))
+        rows = [self.cache[c] for c in captions]
+        device = batch[0].device
+        return torch.stack([r[0] for r in rows]).to(device), torch.stack([r[1] for r in rows]).to(device)

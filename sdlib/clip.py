@@ -262,8 +262,46 @@ def build_clip(config: dict) -> CLIP:
     return CLIP(CLIPConfig(**{k: tuple(v) if k == "image_channels" else v for k, v in config.items()}))
 
 
+class PromptEncoder(nn.Module):
+    """The frozen text encoder of a trained CLIP: prompts -> (context (B, L, width), mask (B, L)).
+
+    Unknown words warn (they become <unk>) and still run; the weights never train further."""
+
+    def __init__(self, clip, thresholds=None):
+        super().__init__()
+        self.tokenizer = clip.tokenizer
+        self.text = clip.text.eval().requires_grad_(False)
+        self.thresholds = thresholds              # the style-word boundaries the CLIP was trained with
+
+    @classmethod
+    def pretrained(cls, device=None) -> "PromptEncoder":
+        from . import pretrained
+        clip = pretrained.load_pretrained("clip", device=device)
+        from .captions import StyleThresholds
+
+        thresholds = StyleThresholds.from_dict(pretrained.entry("clip")["extra"]["style_thresholds"])
+        return cls(clip, thresholds)
+
+    @property
+    def width(self) -> int:
+        return self.text.token.embedding_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.text.position.device
+
+    def train(self, mode: bool = True):              # always in eval mode: it is frozen
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.tokenizer.encode(prompts)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        return self.text(ids, mask)[0], mask
+
+
 class CLIPObjective:
-    """A loss_fn for sdlib.train.fit on captioned digits (sdlib.conditioning.captioned_dataset): draws
+    """A loss_fn for sdlib.train.fit on captioned digits (sdlib.captions.captioned_dataset): draws
     a random true caption per image, then the CLIP loss. With `multi_positive`, identical captions in
     a batch all count as right answers (see clip_loss)."""
 
@@ -271,7 +309,7 @@ class CLIPObjective:
         self.multi_positive = multi_positive
 
     def __call__(self, model: CLIP, batch, generator):
-        from .conditioning import batch_captions
+        from .captions import batch_captions
 
         ids, mask = model.tokenize(batch_captions(batch, generator))
         logits = model(batch[0], ids, mask)

@@ -80,7 +80,7 @@ class DDPMObjective:
     """A `loss_fn` for sdlib.train.fit: the simple loss on the first tensor of each batch.
 
     encode_prompts(batch, generator) -> (context, mask), optional: turns the rest of the batch (labels,
-    style codes, token ids) into the U-Net's context (e.g. sdlib.conditioning.CaptionedPrompts);
+    style codes, token ids) into the U-Net's context (e.g. sdlib.captions.CaptionedPrompts);
     p_uncond: fraction of prompts dropped (replaced by the empty prompt);
     t_probs: how t is drawn (None: uniformly, as Algorithm 1; see `band_timesteps`).
     """

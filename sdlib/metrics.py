@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate
+from .captions import StyleThresholds, caption, classify_styles
 
 
 @dataclass
@@ -191,3 +192,91 @@ def evaluate_samples(classifier: nn.Module, samples: torch.Tensor, reference_fea
     probs, feats = predict(classifier, samples)
     return SampleReport(n=len(samples), classifier_fid=classifier_fid(feats, reference_features),
                         confident=confident_fraction(probs), histogram=class_histogram(probs))
+
+
+# -- guidance, measured (lesson 07) ------------------------------------------------------------
+
+def digit_prompts(n: int, style: str | None = None) -> tuple[list[str], torch.Tensor]:
+    """n prompts cycling through the digits 0-9 ("a seven"), optionally with a thickness word
+    ("a thick seven"); returns (prompts, digits)."""
+    digits = torch.arange(n) % 10
+    code = {"thin": -1, "thick": 1, None: 0}[style]
+    return [caption(int(d), thickness=code) for d in digits], digits
+
+
+def class_spread(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per digit, the mean squared distance of the features to their class mean (the trace of the
+    class covariance): how varied the images of one digit are. (10,), NaN for a digit with < 2 images."""
+    out = torch.full((10,), float("nan"))
+    for d in range(10):
+        f = features[labels == d]
+        if len(f) >= 2:
+            out[d] = ((f - f.mean(0)) ** 2).sum(1).mean()
+    return out
+
+
+@dataclass
+class GuidanceRow:
+    w: float
+    prompt_accuracy: float          # classifier's digit == the prompt's digit
+    classifier_fid: float           # against the reference (test) features
+    confident: float
+    spread_ratio: float             # class-conditional spread relative to real test digits (1 = as varied)
+    thickness_obeyed: float | None  # "thick"/"thin" prompts whose image lands in that tercile
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+    def __str__(self) -> str:
+        thick = f", thickness obeyed {self.thickness_obeyed:.1%}" if self.thickness_obeyed is not None else ""
+        return (f"w={self.w:<4g} prompt accuracy {self.prompt_accuracy:.1%}, classifier FID {self.classifier_fid:.1f}, "
+                f"confident {self.confident:.1%}, spread {self.spread_ratio:.2f}× real{thick} ({self.seconds:.0f} s)")
+
+
+def thickness_obeyed(images: torch.Tensor, digits: torch.Tensor, wanted: torch.Tensor,
+                     thresholds: StyleThresholds) -> float:
+    """Fraction of images whose measured stroke width falls in the tercile their prompt named
+    (wanted: -1 thin, +1 thick). Chance is 1/3."""
+    codes = classify_styles(images.cpu(), digits.cpu(), thresholds).thickness
+    return (codes == wanted.cpu()).float().mean().item()
+
+
+def measure_guidance(model, encoder, classifier, reference, ws=(0, 1, 2, 3, 5, 7.5), *, n: int = 1000,
+                     sampler=None, seed: int = 0, thickness: bool = True, log=print, images_for=None) -> list[GuidanceRow]:
+    """For each w: n digit prompts ("a seven", balanced) -> prompt accuracy, classifier FID, confidence
+    and class spread; and (thickness=True) n prompts "a thick/thin <digit>" -> thickness obeyed.
+
+    reference: (features, labels) of real images (e.g. the test set) from `predict`'s classifier.
+    images_for(prompts, w, generator) -> images in [-1, 1]: how to sample (default: `generate` with
+    `model` in pixel space; the latent pipeline passes its own text_to_image).
+    """
+    import time
+
+    if images_for is None:
+        from .samplers import generate
+
+        def images_for(prompts, w, generator):
+            return generate(model, encoder, prompts, w, sampler, generator=generator)
+    ref_features, ref_labels = reference
+    real_spread = class_spread(ref_features, ref_labels)
+    prompts, digits = digit_prompts(n)
+    rows = []
+    for w in ws:
+        start = time.perf_counter()
+        x = images_for(prompts, w, torch.Generator().manual_seed(seed))
+        probs, feats = predict(classifier, x)
+        obeyed = None
+        if thickness:
+            half = n // 2
+            p_thick, d_thick = digit_prompts(half, "thick")
+            p_thin, d_thin = digit_prompts(n - half, "thin")
+            y = images_for(p_thick + p_thin, w, torch.Generator().manual_seed(seed + 1))
+            wanted = torch.cat([torch.ones(half, dtype=torch.long), -torch.ones(n - half, dtype=torch.long)])
+            obeyed = thickness_obeyed(y, torch.cat([d_thick, d_thin]), wanted, encoder.thresholds)
+        spread = (class_spread(feats, digits) / real_spread).nanmean().item()
+        row = GuidanceRow(float(w), prompt_accuracy(probs, digits), classifier_fid(feats, ref_features),
+                          confident_fraction(probs), spread, obeyed, time.perf_counter() - start)
+        log(str(row))
+        rows.append(row)
+    return rows

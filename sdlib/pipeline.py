@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import validate
-from .conditioning import PromptEncoder
+from .clip import PromptEncoder
 from .data import from_unit_range, to_unit_range
 from .samplers import DEFAULT_SEED, ClassifierFreeGuidance, DDIMSampler, DDPMSampler, SampleNoise, sample
 from .schedules import NoiseSchedule
@@ -93,7 +93,7 @@ class LatentDiffusion:
         if strength == 0.0:                                        # nothing to do, but the settings must be valid
             validate.finite_number(guidance_scale, "guidance_scale")
             validate.positive_int(steps, "steps", minimum=1, maximum=self.schedule.T)
-            _negatives(negative_prompt, len(prompts))
+            validate.negative_prompts(negative_prompt, len(prompts))
             z0 = self.vae.encode_scaled(from_unit_range(images.to(self.device))).cpu()
             return PipelineOutput(images.clone().cpu(), z0)
         return self._run(prompts, negative_prompt, guidance_scale, steps, seed, generator, batch_size, "ddim", 0.0,
@@ -136,7 +136,7 @@ class LatentDiffusion:
         validate.positive_int(steps, "steps", minimum=1, maximum=self.schedule.T)
         validate.positive_int(batch_size, "batch_size")
         sampler = self.sampler(steps, kind, eta)
-        negatives = _negatives(negative_prompt, len(prompts))
+        negatives = validate.negative_prompts(negative_prompt, len(prompts))
         noise = SampleNoise(len(prompts), seed, generator)
         device, n = self.device, len(prompts)
         context, mask = self.encoder(prompts)
@@ -195,13 +195,3 @@ def _prompt_list(prompts, n: int | None = None) -> list[str]:
     if n is not None and len(prompts) != n:
         raise ValueError(f"got {n} images but {len(prompts)} prompts: give one prompt, or one per image")
     return prompts
-
-
-def _negatives(negative_prompt, n: int):
-    if negative_prompt is None:
-        return None
-    negatives = validate.prompts(negative_prompt, "negative_prompt")
-    negatives = negatives * n if isinstance(negative_prompt, str) else negatives
-    if len(negatives) != n:
-        raise ValueError(f"give one negative prompt, or one per prompt ({n}), got {len(negatives)}")
-    return negatives

@@ -10,7 +10,8 @@ The loop is short enough to write out, and the lessons do:
 - `DDPMSampler`: Algorithm 2 of Ho et al. (2020), with σ_t² = β_t, or the posterior variance β̃_t.
 - `DDIMSampler`: Song et al. (2021): any number of steps, η = 0 deterministic, η = 1 like DDPM.
 - `sample()`: that loop, with a progress bar, a seeded generator and an optional trajectory.
-- `ClassifierFreeGuidance`: ε = w·(ε_cond − ε_uncond) + ε_uncond as one batched denoiser (lesson 07).
+- `ClassifierFreeGuidance`: ε = w·(ε_cond − ε_uncond) + ε_uncond as one batched denoiser (lesson 07),
+  and `generate()`: guided samples for a list of prompts.
 All images are in model range ([-1, 1] for pixels).
 """
 from __future__ import annotations
@@ -374,3 +375,31 @@ def _loop(denoiser, sampler, x, noise, timesteps, on_step, progress, trajectory,
             record.x0_pred.append(out.x0_pred.detach().cpu())
         x = out.x_prev if on_step is None else on_step(t, t_prev, out.x_prev)
     return x, record
+
+
+@torch.no_grad()
+def generate(model, encoder, prompts: list[str], w: float = 3.0, sampler=None, *,
+             negative_prompt: str | list[str] | None = None, generator: torch.Generator | None = None,
+             batch_size: int = 250, shape: tuple[int, int, int] | None = None, progress: bool = False) -> torch.Tensor:
+    """Samples for `prompts` with classifier-free guidance scale w (1: none, 0: unconditional), in model range.
+
+    sampler: default DDIM with 50 steps (η = 0) on the model's schedule (linear unless the manifest says
+    otherwise) with T = config.max_t;
+    negative_prompt: one prompt for all, or one per prompt, used in place of the empty prompt.
+    """
+    prompts = validate.prompts(prompts)
+    w = validate.finite_number(w, "guidance scale w")
+    if sampler is None:
+        schedule = NoiseSchedule.cosine if getattr(model, "schedule_name", None) == "cosine" else NoiseSchedule.linear
+        sampler = DDIMSampler(schedule(model.config.max_t), 50)
+    device = next(model.parameters()).device
+    encoder.to(device)
+    context, mask = encoder(prompts)
+    negatives = validate.negative_prompts(negative_prompt, len(prompts))
+    neg_context, neg_mask = encoder(negatives) if negatives is not None else (None, None)
+    c = model.config
+    shape = shape or (c.in_channels, c.image_size, c.image_size)
+    denoiser = ClassifierFreeGuidance(model, context, w, mask, neg_context, neg_mask)
+    x = sample(denoiser, sampler, (len(prompts), *shape), generator=generator, progress=progress,
+               batch_size=batch_size, device=device)
+    return x.clamp(-1, 1)

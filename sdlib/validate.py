@@ -346,6 +346,17 @@ def prompts(value, name: str = "prompts") -> list[str]:
     return list(value)
 
 
+def negative_prompts(value, n: int) -> list[str] | None:
+    """None, or one negative prompt per prompt: a str (used for all n) or a list of n strings."""
+    if value is None:
+        return None
+    negatives = prompts(value, "negative_prompt")
+    negatives = negatives * n if isinstance(value, str) else negatives
+    if len(negatives) != n:
+        raise ValueError(f"give one negative prompt, or one per prompt ({n}), got {len(negatives)}")
+    return negatives
+
+
 def state_dict(model: torch.nn.Module, state, source: str) -> dict:
     """Check that `state` can be loaded into `model` without changing anything first: a dict of tensors
     with exactly the model's names and shapes. On a mismatch the error names the tensors that are

@@ -113,7 +113,7 @@ class GuidanceExplorer:
         self.renders = 0
 
     def images(self, w: float) -> torch.Tensor:
-        from .conditioning import generate
+        from .samplers import generate
 
         w = float(w)
         if w not in self.cache:

@@ -5,7 +5,7 @@ import torch
 
 from sdlib.captions import all_caption_words
 from sdlib.clip import CLIP, CLIPConfig, UnknownWordWarning
-from sdlib.conditioning import PromptEncoder
+from sdlib.clip import PromptEncoder
 from sdlib.pipeline import LatentDiffusion
 from sdlib.unet import UNet, UNetConfig
 from sdlib.vae import KLAutoencoder, KLConfig

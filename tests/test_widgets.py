@@ -50,7 +50,7 @@ def test_bad_arguments(explorer):
 def test_guidance_explorer_samples_once_per_w_and_reuses_the_noise():
     from sdlib.captions import all_caption_words
     from sdlib.clip import CLIP, CLIPConfig
-    from sdlib.conditioning import PromptEncoder
+    from sdlib.clip import PromptEncoder
     from sdlib.samplers import DDIMSampler
     from sdlib.unet import UNet, UNetConfig
     from sdlib.widgets import GuidanceExplorer
@@ -74,7 +74,7 @@ def test_guidance_explorer_samples_once_per_w_and_reuses_the_noise():
 def test_pipeline_explorer_redraws_on_each_slider():
     from sdlib.captions import all_caption_words
     from sdlib.clip import CLIP, CLIPConfig
-    from sdlib.conditioning import PromptEncoder
+    from sdlib.clip import PromptEncoder
     from sdlib.pipeline import LatentDiffusion
     from sdlib.unet import UNet, UNetConfig
     from sdlib.vae import KLAutoencoder, KLConfig

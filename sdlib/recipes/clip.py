@@ -16,7 +16,7 @@ from .. import pretrained, runtime
 from ..captions import LEAN_WORDS, SIZE_WORDS, THICKNESS_WORDS, StyleThresholds, classify_styles
 from ..clip import CLIP, CLIPObjective, zero_shot_digits, zero_shot_style
 from ..configs.clip import CLIP_CONFIG, CLIP_TRAIN
-from ..conditioning import captioned_dataset
+from ..captions import captioned_dataset
 from ..data import load_mnist
 from ..train import fit
 from . import as_shipped, final_mean

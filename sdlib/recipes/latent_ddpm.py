@@ -24,7 +24,8 @@ import torch
 
 from .. import metrics, pretrained, runtime
 from ..captions import DIGIT_WORDS, captioned_latents
-from ..conditioning import PromptEncoder, measure_guidance
+from ..clip import PromptEncoder
+from ..metrics import measure_guidance
 from ..configs.latent_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LATENT_TRAIN, LATENT_UNET, P_UNCOND, SAMPLER,
                                    SCHEDULE, STRENGTHS)
 from ..data import load_mnist
@@ -95,7 +96,7 @@ def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_
     latent_s = time.perf_counter() - start
     speed = {"latent_seconds_100": round(latent_s, 2), "guidance": "cond and uncond in one batch of 200"}
     try:
-        from ..conditioning import generate
+        from ..samplers import generate
         from ..samplers import DDIMSampler
 
         pixel = pretrained.load_pretrained("text_ddpm", device=pipe.device).to(memory_format=torch.channels_last)

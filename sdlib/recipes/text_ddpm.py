@@ -18,7 +18,9 @@ from dataclasses import replace
 import torch
 
 from .. import metrics, pretrained, runtime
-from ..conditioning import CaptionedPrompts, PromptEncoder, captioned_dataset, measure_guidance
+from ..captions import CaptionedPrompts, captioned_dataset
+from ..clip import PromptEncoder
+from ..metrics import measure_guidance
 from ..configs.text_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LESSON_TRAIN, LESSON_UNET, P_UNCOND, PRETRAINED_TRAIN,
                                  PRETRAINED_UNET, SAMPLER, SCHEDULE)
 from ..data import load_mnist

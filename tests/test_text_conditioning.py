@@ -1,5 +1,6 @@
-"""Text conditioning and classifier-free guidance: the batched denoiser, negative prompts, prompt
-encoding, the guidance measurements, and every bad input named in lesson 07."""
+"""Text conditioning and classifier-free guidance across modules: the prompt encoder (sdlib.clip),
+captioned batches (sdlib.captions), the batched denoiser and guided generation (sdlib.samplers), the
+guidance measurements (sdlib.metrics), and every bad input named in lesson 07."""
 import math
 
 import pytest
@@ -7,8 +8,10 @@ import torch
 
 from sdlib.captions import StyleThresholds, all_caption_words, classify_styles, stroke_width
 from sdlib.clip import CLIP, CLIPConfig, UnknownWordWarning
-from sdlib.conditioning import (CaptionedPrompts, PromptEncoder, batch_captions, class_spread, digit_prompts, generate,
-                                measure_guidance, thickness_obeyed)
+from sdlib.captions import CaptionedPrompts, batch_captions
+from sdlib.clip import PromptEncoder
+from sdlib.metrics import class_spread, digit_prompts, measure_guidance, thickness_obeyed
+from sdlib.samplers import generate
 from sdlib.diffusion import DDPMObjective
 from sdlib.metrics import ClassifierConfig, DigitClassifier
 from sdlib.samplers import ClassifierFreeGuidance, DDIMSampler, sample
