@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.utils.data import TensorDataset
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -158,7 +159,6 @@ def captioned_latents(vae, thresholds: StyleThresholds, split: str = "train", su
     """TensorDataset(scaled latents, labels, thickness, lean, size) of an MNIST split: the captioned
     digits of captioned_dataset, each image encoded once by `vae` (its posterior
     mean × latent_scale) for training a latent U-Net (lesson 08). Styles are measured on the pixels."""
-    from torch.utils.data import TensorDataset
 
     from .data import load_mnist
 

@@ -32,8 +32,8 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
-# Size and SHA-256 of the files extracted from them. Both files of a split are hashed on each load of it: for the
-# 47 MB of training images that took 0.04-0.1 s (MD5 was slower), under a tenth of the whole load.
+# Size and SHA-256 of the files extracted from them. Both files of a split are hashed on each load of it: SHA-256
+# is fast enough to be a small part of the load (docs/measured.md).
 EXTRACTED_FILES = {
     "train-images-idx3-ubyte": (47040016, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
     "train-labels-idx1-ubyte": (60008, "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),

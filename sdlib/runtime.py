@@ -78,12 +78,12 @@ def tune_cpu_allocator() -> bool:
 
     By default glibc serves every allocation above 128 KiB with a fresh `mmap` and gives it back
     on free, so a sampling loop that makes and frees big activations at every step pays a page
-    fault for every 4 KiB it touches, which can take half the time of a large-batch U-Net forward
-    pass (`python -m sdlib.benchmark` measures the before and after). It does what the environment
-    variables MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_=<large> do, but from inside a running
-    kernel, where those variables come too late. The price is that freed memory stays with the
-    process for reuse instead of going back to the system. Only glibc (Linux) needs it; elsewhere
-    it does nothing and returns False.
+    fault for every 4 KiB it touches, which can take much of the time of a large-batch U-Net forward
+    pass (`python -m sdlib.benchmark` measures the before and after; docs/measured.md). It does what
+    the environment variables MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_=<large> do, but from
+    inside a running kernel, where those variables come too late. The price is that freed memory
+    stays with the process for reuse instead of going back to the system. Only glibc (Linux) needs
+    it; elsewhere it does nothing and returns False.
     """
     global _allocator_tuned
     if _allocator_tuned:

@@ -19,7 +19,7 @@ One `UNetConfig` describes every U-Net in the course.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sdlib.samplers import ClassifierFreeGuidance, DDIMSampler, DDPMSampler, guidance, sample
+from sdlib.samplers import DDIMSampler, DDPMSampler, guidance, sample
 from sdlib.schedules import NoiseSchedule
 
 S = NoiseSchedule.linear(1000)

@@ -14,7 +14,7 @@ from sdlib.metrics import class_spread, digit_prompts, measure_guidance, thickne
 from sdlib.samplers import generate
 from sdlib.diffusion import DDPMObjective
 from sdlib.metrics import ClassifierConfig, DigitClassifier
-from sdlib.samplers import ClassifierFreeGuidance, DDIMSampler, sample
+from sdlib.samplers import ClassifierFreeGuidance, DDIMSampler
 from sdlib.schedules import NoiseSchedule
 from sdlib.unet import UNet, UNetConfig
 
