@@ -206,8 +206,9 @@ class ClassifierFreeGuidance:
         ε = w · (ε(x_t, t, prompt) − ε(x_t, t, ∅)) + ε(x_t, t, ∅)
 
     w = 1 is the plain conditional model (no guidance), w = 0 the unconditional one, w > 1 pushes
-    further toward the prompt. ∅ is the U-Net's learned empty prompt or, for a negative prompt, that
-    prompt's context. Both branches run in one forward pass on a doubled batch.
+    further toward the prompt (the convention of Imagen and Stable Diffusion; Ho & Salimans (2022) write
+    (1 + w')·ε(prompt) − w'·ε(∅), the same with w = 1 + w'). ∅ is the U-Net's learned empty prompt or,
+    for a negative prompt, that prompt's context. Both branches run in one forward pass on a doubled batch.
     """
 
     def __init__(self, model, context: torch.Tensor, w: float, context_mask: torch.Tensor | None = None,
@@ -266,7 +267,11 @@ class ClassifierFreeGuidance:
 
 
 def guidance(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
-    """Classifier-free guidance: w · (eps_cond − eps_uncond) + eps_uncond (w = 1: no guidance)."""
+    """Classifier-free guidance: w · (eps_cond − eps_uncond) + eps_uncond (w = 1: no guidance, w = 0: unconditional).
+
+    This is the form of Imagen (Saharia et al. 2022) and Stable Diffusion. Ho & Salimans (2022) write
+    (1 + w') · eps_cond − w' · eps_uncond, with w' = 0 for no guidance: the same prediction when w = 1 + w'.
+    """
     return w * (eps_cond - eps_uncond) + eps_uncond
 
 

@@ -9,9 +9,12 @@
   scaled latents have roughly unit variance, as Stable Diffusion's 0.18215 does for its VAE.
 
 Images are (B, 1, 28, 28) in [-1, 1]. Decoders return logits of each pixel being ink; `decode`
-maps them back to [-1, 1]. The reconstruction term is the Bernoulli log-likelihood of the image
-seen as ink probabilities ((x + 1) / 2), summed over pixels, in nats. Inputs in another floating
-dtype than the model's (float64, half) are computed in the model's dtype and answered in theirs.
+maps them back to [-1, 1]. The reconstruction term is the Bernoulli cross-entropy (BCE) of those
+logits against the ink levels (x + 1) / 2, summed over pixels. It is -log p(x | z) in nats only when
+every pixel is 0 or 1; for MNIST's grey pixels it is not a normalised likelihood (a perfect decoder
+still pays the grey pixels' entropy), so reconstruction + KL is the VAE loss, a negative ELBO only
+for binary images. Inputs in another floating dtype than the model's (float64, half) are computed
+in the model's dtype and answered in theirs.
 """
 from __future__ import annotations
 
@@ -47,7 +50,8 @@ def _check_batch_pair(a, b, names: tuple[str, str]) -> None:
 
 
 def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log p(x | z) per image (nats): Bernoulli cross-entropy of the ink probabilities (x + 1)/2."""
+    """Bernoulli cross-entropy per image of the logits against the ink levels (x + 1)/2, summed over pixels:
+    -log p(x | z) in nats when every pixel is 0 or 1; for grey pixels not a normalised likelihood."""
     _check_batch_pair(logits, x, ("logits", "x"))
     validate.finite(logits, "logits")
     validate.values_in(x, "x", validate.MODEL_RANGE)
@@ -172,16 +176,18 @@ class VAE(_MLPDecoder):
 @dataclass
 class LossParts:
     loss: torch.Tensor              # what is minimised: reconstruction + beta * KL (mean per image)
-    reconstruction: torch.Tensor    # -E_q[log p(x|z)] estimated with one sample (mean per image, nats)
+    reconstruction: torch.Tensor    # the BCE at one sample z ~ q(z|x) (mean per image; see the module docstring)
     kl: torch.Tensor                # KL(q(z|x) || p(z)) (mean per image, nats)
 
     @property
     def elbo(self) -> torch.Tensor:
+        """-(reconstruction + KL): a one-sample ELBO estimate for binary images; for grey ones, minus the
+        VAE loss at beta = 1."""
         return -(self.reconstruction + self.kl)
 
 
 def vae_loss(model, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None) -> LossParts:
-    """The negative ELBO with a weight beta on the prior-matching term (beta = 1: the true ELBO)."""
+    """The VAE loss: reconstruction BCE + beta * KL (the negative ELBO when beta = 1 and the images are binary)."""
     beta = check_beta(beta)
     logits, posterior = model(x, generator)
     recon, kl = _reconstruction_nll(logits, x).mean(), posterior.kl().mean()
@@ -194,7 +200,7 @@ def autoencoder_loss(model, batch, generator) -> torch.Tensor:
 
 
 class VAEObjective:
-    """A loss_fn for sdlib.train.fit that logs both ELBO terms."""
+    """A loss_fn for sdlib.train.fit: the VAE loss, logging its reconstruction and KL terms."""
 
     def __init__(self, beta: float = 1.0):
         self.beta = check_beta(beta)

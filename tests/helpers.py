@@ -9,7 +9,7 @@ import pytest
 from sdlib import data, runtime
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))      # lessons and appendices (03b_...)
 
 
 def mnist_folder() -> Path:

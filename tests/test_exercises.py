@@ -26,7 +26,8 @@ MISTAKES = {
     ("01", "elbo"): ("def elbo(x, q_mean, q_var, w, b, s):\n"
                      "    return -0.5 * (math.log(2 * math.pi * s ** 2) + ((x - b - w * q_mean) ** 2) / s ** 2)"
                      " - 0.5 * (q_var + q_mean ** 2 - 1 - torch.log(q_var))\n"),
-    ("02", "alpha_bar_from_betas"): "def alpha_bar_from_betas(betas):\n    return torch.cumprod(betas, dim=0)\n",
+    # indexed from 0 (alpha_bar[0] = ᾱ_1): the t / t-1 trap; the exercise asks for the table indexed by t
+    ("02", "alpha_bar_from_betas"): "def alpha_bar_from_betas(betas):\n    return torch.cumprod(1 - betas, dim=0)\n",
     ("02", "add_noise"): "def add_noise(x0, eps, alpha_bar_t):\n    return alpha_bar_t * x0 + (1 - alpha_bar_t) * eps\n",
     ("02", "cosine_alpha_bar_fn"): ("def cosine_alpha_bar_fn(t, T, s=0.008):\n"
                                     "    return torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2\n"),
@@ -37,6 +38,20 @@ MISTAKES = {
     ("03", "simple_loss"): ("def simple_loss(model, x0, t, eps, alpha_bar_t):\n"
                             "    xt = alpha_bar_t.sqrt() * x0 + (1 - alpha_bar_t).sqrt() * eps\n"
                             "    return F.mse_loss(model(xt, t), x0)\n"),
+    ("03", "train_ddpm"): ("def train_ddpm(model, optimizer, images, alpha_bar, steps, batch_size, generator):\n"
+                           "    T, losses = len(alpha_bar) - 1, []\n"
+                           "    for step in range(steps):\n"
+                           "        idx = torch.randint(0, len(images), (batch_size,), generator=generator)\n"
+                           "        t = torch.randint(0, T, (batch_size,), generator=generator)\n"
+                           "        x0 = images[idx]\n"
+                           "        eps = torch.randn(x0.shape, generator=generator)\n"
+                           "        ab = alpha_bar[t].float().reshape(-1, 1, 1, 1)\n"
+                           "        loss = F.mse_loss(model(ab.sqrt() * x0 + (1 - ab).sqrt() * eps, t), eps)\n"
+                           "        optimizer.zero_grad()\n"
+                           "        loss.backward()\n"
+                           "        optimizer.step()\n"
+                           "        losses.append(loss.item())\n"
+                           "    return losses\n"),
     ("03", "ddpm_step"): ("def ddpm_step(x_t, eps_pred, t, beta_t, alpha_bar_t, z):\n"
                           "    alpha_t = 1 - beta_t\n"
                           "    mean = (x_t - (1 - alpha_t) / math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(alpha_t)\n"
@@ -239,3 +254,41 @@ def test_a_half_precision_answer_is_refused_with_the_reason():
 
     with pytest.raises(ExerciseError, match="float16.*Compute in float32"):
         _checker("03", "check_ddpm_step")(ddpm_step)
+
+
+# Lesson 02, Exercise 1: each usual mistake in the table of ᾱ_t gets its own message.
+_ALPHA_BAR = "def alpha_bar_from_betas(betas):\n    one = torch.ones(1, dtype=betas.dtype)\n    return {}\n"
+
+
+@pytest.mark.parametrize("answer, message", [
+    ("torch.cumprod(1 - betas, dim=0)", "t / t-1 trap"),                                  # T entries, from ᾱ_1
+    ("torch.cat([torch.cumprod(1 - betas, dim=0), one])", "t / t-1 trap"),                 # T + 1, shifted
+    ("torch.cat([one, torch.cumprod(betas, dim=0)])", "multiplied the betas"),
+    ("1 - torch.cumsum(betas, dim=0)", "first-order approximation"),
+    ("torch.cat([0 * one, torch.cumprod(1 - betas, dim=0)])", "Entry 0 should be"),
+])
+def test_lesson02_alpha_bar_checker_names_the_mistake(answer, message):
+    with pytest.raises(ExerciseError, match=message):
+        _checker("02", "check_alpha_bar")(_define(_ALPHA_BAR.format(answer), "alpha_bar_from_betas"))
+
+
+# Lesson 03: the training loop's usual mistakes, each with its own hint.
+_LOOP = MISTAKES[("03", "train_ddpm")].replace("torch.randint(0, T, ", "torch.randint(1, T + 1, ")
+
+
+@pytest.mark.parametrize("change, message", [
+    (("torch.randint(1, T + 1, ", "torch.randint(0, T, "), "drawn from"),
+    (("ab.sqrt() * x0 + (1 - ab).sqrt() * eps", "ab * x0 + (1 - ab) * eps"), "square roots"),
+    (("        optimizer.zero_grad()\n", ""), "zero_grad"),
+    (("t), eps)", "t), eps, reduction='sum')"), "not the sum"),
+    (("t), eps)", "t), x0)"), "predicts the noise"),
+    (("        optimizer.step()\n", ""), "optimizer.step"),
+])
+def test_lesson03_training_loop_checker_names_the_mistake(change, message):
+    with pytest.raises(ExerciseError, match=message):
+        _checker("03", "check_training_loop")(_define(_LOOP.replace(*change), "train_ddpm"))
+
+
+def test_lesson03_training_loop_reference_passes(capsys):
+    _checker("03", "check_training_loop")(_define(_LOOP, "train_ddpm"))
+    assert "Correct" in capsys.readouterr().out

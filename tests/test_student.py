@@ -233,7 +233,8 @@ def test_no_solution_line_survives_in_any_student_notebook(tmp_path):
     assert student.main([str(p) for p in NOTEBOOKS] + ["--out", str(tmp_path)]) == 0
     for path in NOTEBOOKS:
         inside, outside, stubs = split_lesson(nbformat.read(str(path), as_version=4))
-        assert inside, f"{path.name}: no solution found"
+        if path.name[2] == "_":                          # a numbered lesson; appendices (03b_...) may have none
+            assert inside, f"{path.name}: no solution found"
         made_file = tmp_path / path.name
         raw = made_file.read_text(encoding="utf-8")
         made = nbformat.read(str(made_file), as_version=4)
@@ -271,7 +272,7 @@ def test_student_notebooks_have_every_solution_removed(tmp_path):
             else:
                 assert after.source == before.source
             assert not after.get("outputs")
-        assert stubs >= 3, f"{path.name} has {stubs} exercises"
+        assert stubs >= 3 or path.name[2] != "_", f"{path.name} has {stubs} exercises"   # appendices may have none
 
 
 def test_default_run_writes_every_lesson(tmp_path, monkeypatch):

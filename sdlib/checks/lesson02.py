@@ -9,21 +9,47 @@ from ..schedules import NoiseSchedule, cosine_alpha_bar
 from . import ExerciseError, as_tensor, call, expect_close, passed
 
 
+def _same(got: torch.Tensor, table: torch.Tensor) -> bool:
+    return got.shape == table.shape and torch.allclose(got.double(), table.double())
+
+
 def check_alpha_bar(alpha_bar_from_betas) -> None:
-    """alpha_bar_from_betas(betas) -> ᾱ_t = prod_{s<=t} (1 - beta_s), for t = 1..T."""
+    """alpha_bar_from_betas(betas) -> the table of ᾱ_t = prod_{s<=t} (1 - beta_s) for t = 0..T.
+
+    betas: (T,) tensor holding beta_1..beta_T (position 0 holds beta_1, as a paper lists them).
+    The answer is indexed by t, like NoiseSchedule.alpha_bar: T + 1 entries, entry 0 = ᾱ_0 = 1
+    (the clean image), entry t = ᾱ_t.
+    """
     for schedule in [NoiseSchedule.linear(1000), NoiseSchedule.cosine(50), NoiseSchedule.linear(10, 0.05, 0.3)]:
-        betas = schedule.beta[1:].clone()
+        betas = schedule.beta[1:].clone()                    # (T,): beta_1..beta_T
+        T = len(betas)
+        want = schedule.alpha_bar                            # (T + 1,): want[t] = ᾱ_t, want[0] = 1
         got = call(alpha_bar_from_betas, betas.clone())
-        want = schedule.alpha_bar[1:]
-        got_t = as_tensor(got, "ᾱ_t", like=want)
-        if got_t.shape == want.shape and torch.allclose(got_t.double(), torch.cumprod(betas, 0)):
-            raise ExerciseError("You multiplied the betas; ᾱ_t multiplies the alphas, alpha_t = 1 - beta_t.")
-        if got_t.shape == want.shape and torch.allclose(got_t.double(), 1 - torch.cumsum(betas, 0)):
-            raise ExerciseError("1 - Σ beta is only a first-order approximation: ᾱ_t is a product, "
-                                "prod_s (1 - beta_s) (torch.cumprod).")
-        expect_close(got, want, "ᾱ_t", hint="ᾱ_t = (1 - beta_1)(1 - beta_2)...(1 - beta_t): torch.cumprod(1 - betas, 0).",
+        got_t = as_tensor(got, "ᾱ", like=want)
+        one = torch.ones(1, dtype=torch.float64)
+        for wrong, message in [
+            (torch.cumprod(betas, 0), "You multiplied the betas; ᾱ_t multiplies the alphas, alpha_t = 1 - beta_t."),
+            (1 - torch.cumsum(betas, 0), "1 - Σ beta is only a first-order approximation: ᾱ_t is a product, "
+                                         "prod_s (1 - beta_s) (torch.cumprod)."),
+        ]:
+            if _same(got_t, wrong) or _same(got_t, torch.cat([one, wrong])):
+                raise ExerciseError(message)
+        if _same(got_t, want[1:]) or (got_t.shape == want.shape and _same(got_t[:-1], want[1:])):
+            raise ExerciseError(
+                f"The t / t-1 trap: your table holds ᾱ_1 at index 0, so alpha_bar[t] is ᾱ_(t+1), one step too "
+                f"noisy. Index the table by t, as every table in the course is: T + 1 = {T + 1} entries, entry 0 "
+                f"= ᾱ_0 = 1 (the clean image, nothing multiplied yet), then ᾱ_1..ᾱ_T: "
+                f"torch.cat([torch.ones(1, dtype=betas.dtype), torch.cumprod(1 - betas, 0)]).")
+        if got_t.shape == want.shape and _same(got_t[1:], want[1:]) and not math.isclose(got_t[0].item(), 1.0):
+            raise ExerciseError(f"Entry 0 should be ᾱ_0 = 1 (the clean image keeps all its signal), "
+                                f"got {got_t[0].item():.6g}.")
+        expect_close(got, want, f"ᾱ_0..ᾱ_T for T={T}",
+                     hint=f"Return T + 1 = {T + 1} values indexed by t: alpha_bar[0] = 1 and alpha_bar[t] = "
+                          f"(1 - beta_1)(1 - beta_2)...(1 - beta_t), the cumulative product of 1 - betas "
+                          f"(torch.cumprod) with a 1 in front.",
                      rtol=1e-6, atol=1e-9)
-    passed("ᾱ_t = Π (1 - beta_s) for every t.")
+    passed("ᾱ_t = Π_{s<=t} (1 - beta_s) in a table indexed by t: alpha_bar[0] = 1 (the clean image), "
+           "alpha_bar[t] = ᾱ_t.")
 
 
 def check_cosine_alpha_bar(cosine_alpha_bar_fn) -> None:

@@ -83,3 +83,95 @@ def check_ddim_step(ddim_step) -> None:
                      hint="x0_pred = (x_t - sqrt(1 - ᾱ_t) eps) / sqrt(ᾱ_t); x_prev = sqrt(ᾱ_prev) x0_pred + "
                           "sqrt(1 - ᾱ_prev) eps.", rtol=1e-5, atol=1e-5)
     passed("deterministic DDIM: predict x0, then re-noise it to the earlier step with the same eps.")
+
+
+class _TinyDenoiser(torch.nn.Module):
+    """A small trainable stand-in for the U-Net: two convolutions, plus t/1000 so that t matters."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(7)
+        self.a = torch.nn.Parameter(torch.randn(4, 1, 3, 3, generator=g) * 0.3)
+        self.b = torch.nn.Parameter(torch.randn(1, 4, 3, 3, generator=g) * 0.3)
+
+    def forward(self, x, t, *args):
+        h = torch.nn.functional.conv2d(x, self.a, padding=1).tanh()
+        return torch.nn.functional.conv2d(h, self.b, padding=1) + t.float().reshape(-1, 1, 1, 1) / 1000
+
+
+def _reference_loop(model, optimizer, images, alpha_bar, steps, batch_size, generator, *, t_low=1, sqrt=True,
+                    reduction="mean", zero_grad=True, target="eps", eps_first=False):
+    """Algorithm 1 as the exercise asks, and (with the keyword arguments) the usual ways to get it wrong."""
+    T, losses = len(alpha_bar) - 1, []
+    for _ in range(steps):
+        idx = torch.randint(0, len(images), (batch_size,), generator=generator)
+        if eps_first:
+            eps = torch.randn(images[idx].shape, generator=generator)
+        t = torch.randint(t_low, T + t_low, (batch_size,), generator=generator)
+        x0 = images[idx]
+        if not eps_first:
+            eps = torch.randn(x0.shape, generator=generator)
+        ab = alpha_bar[t].float().reshape(-1, 1, 1, 1)
+        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps if sqrt else ab * x0 + (1 - ab) * eps
+        loss = torch.nn.functional.mse_loss(model(xt, t), eps if target == "eps" else x0, reduction=reduction)
+        if zero_grad:
+            optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _run_loop(loop, **mistake):
+    """Run `loop` (the learner's or the reference with a mistake) from the same start: (losses, weights)."""
+    model = _TinyDenoiser()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    images = torch.rand(32, 1, 6, 6, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    args = (model, optimizer, images, _S.alpha_bar.clone(), 4, 8, torch.Generator().manual_seed(11))
+    losses = loop(*args, **mistake) if loop is _reference_loop else call(loop, *args, name="train_ddpm")
+    return losses, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+_LOOP_MISTAKES = [
+    (dict(t_low=0), "t must be drawn from {1, ..., T}: torch.randint(1, T + 1, ...) (randint's upper end is "
+                    "left out). You drew it from 0..T-1, where t = 0 is the clean image."),
+    (dict(sqrt=False), "x_t uses square roots: sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps, not ᾱ_t x0 + (1 - ᾱ_t) eps."),
+    (dict(reduction="sum"), "The loss should be the mean squared error (F.mse_loss), not the sum: a sum makes the "
+                            "step size depend on the batch and image size."),
+    (dict(zero_grad=False), "Call optimizer.zero_grad() before loss.backward(): without it the gradients of every "
+                            "earlier step pile up in .grad."),
+    (dict(target="x0"), "The network predicts the noise eps: the loss compares model(x_t, t) with eps, not x0."),
+    (dict(eps_first=True), "Draw the random numbers in the order the docstring gives (batch indices, then t, then "
+                           "eps), so that the check can replay them."),
+]
+
+
+def check_training_loop(train_ddpm) -> None:
+    """train_ddpm(model, optimizer, images, alpha_bar, steps, batch_size, generator) -> list of the losses:
+    Algorithm 1 for `steps` steps, drawing (batch indices, t, eps) in that order from `generator`."""
+    got, got_weights = _run_loop(train_ddpm)
+    want, want_weights = _run_loop(_reference_loop)
+    if not isinstance(got, (list, tuple)) or len(got) != len(want):
+        raise ExerciseError(f"return the list of the {len(want)} losses, one float per step (losses.append("
+                            f"loss.item())), got {type(got).__name__} of length {len(got) if hasattr(got, '__len__') else '?'}")
+    got_losses = as_tensor([float(v) for v in got], "the losses", like=torch.tensor(want, dtype=torch.float64))
+    if torch.allclose(got_weights, torch.cat([p.detach().flatten() for p in _TinyDenoiser().parameters()])):
+        raise ExerciseError("The weights did not change: call optimizer.step() after loss.backward().")
+    if torch.allclose(got_losses, torch.tensor(want, dtype=torch.float64), rtol=1e-4, atol=1e-6) \
+            and torch.allclose(got_weights, want_weights, rtol=1e-4, atol=1e-6):
+        passed("your loop is Algorithm 1: a batch, t ~ Uniform{1..T}, eps, x_t in one jump, the simple loss, "
+               "a gradient step.")
+        return
+    for mistake, message in _LOOP_MISTAKES:
+        losses, weights = _run_loop(_reference_loop, **mistake)
+        if torch.allclose(got_losses, torch.tensor(losses, dtype=torch.float64), rtol=1e-4, atol=1e-6) \
+                and torch.allclose(got_weights, weights, rtol=1e-4, atol=1e-6):
+            raise ExerciseError(message)
+    first = next(i for i, (a, b) in enumerate(zip(got_losses.tolist(), want)) if not math.isclose(a, b, rel_tol=1e-4,
+                                                                                                abs_tol=1e-6)) \
+        if not torch.allclose(got_losses, torch.tensor(want, dtype=torch.float64), rtol=1e-4, atol=1e-6) else None
+    where = (f"the loss of step {first + 1} is {got_losses[first]:.5f}, expected {want[first]:.5f}" if first is not None
+             else "the losses match but the weights do not: take one optimizer.step() per loss, on that loss")
+    raise ExerciseError(f"{where}. Check each line against Algorithm 1: indices, t in 1..T, eps ~ N(0, I), "
+                        f"x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps, loss = F.mse_loss(model(x_t, t), eps), "
+                        f"zero_grad, backward, step.")

@@ -46,7 +46,7 @@ def check_kl(kl_standard_normal) -> None:
 
 
 def check_vae_loss(vae_loss_fn) -> None:
-    """vae_loss_fn(logits, x, mu, logvar, beta) -> mean over the batch of (reconstruction NLL + beta * KL)."""
+    """vae_loss_fn(logits, x, mu, logvar, beta) -> mean over the batch of (reconstruction BCE + beta * KL)."""
     g = torch.Generator().manual_seed(2)
     x = torch.rand(4, 1, 28, 28, generator=g) * 2 - 1
     logits = torch.randn(4, 1, 28, 28, generator=g)
@@ -59,7 +59,7 @@ def check_vae_loss(vae_loss_fn) -> None:
         expect(got_t.dim() == 0, f"the loss should be a single number, got shape {tuple(got_t.shape)}")
         per_pixel = torch.nn.functional.binary_cross_entropy_with_logits(logits, (x + 1) / 2) + beta * kl.mean()
         if torch.allclose(got_t, per_pixel, rtol=1e-4):
-            raise ExerciseError("The reconstruction term is a log-likelihood of the whole image: sum over the 784 "
+            raise ExerciseError("The reconstruction term is one number per image: sum the cross-entropy over the 784 "
                                 "pixels (reduction='sum' per image, or .flatten(1).sum(1)), then average over the batch.")
         if beta != 1.0 and torch.allclose(got_t, (recon + kl).mean(), rtol=1e-4):
             raise ExerciseError("Multiply the KL term by beta.")

@@ -61,8 +61,10 @@ def check_cfg(cfg) -> None:
                 raise ExerciseError("The two branches are swapped: start from the unconditional prediction and move "
                                     "w times (cond - uncond) away from it.")
             if torch.allclose(got, (1 + w) * cond - w * uncond, atol=1e-6):
-                raise ExerciseError("That is the (1 + w) convention of the Imagen paper; this course uses the seeds' "
-                                    "formula, where w = 1 means no guidance: w (cond - uncond) + uncond.")
+                raise ExerciseError("That is Ho & Salimans' (2022) form, (1 + w) cond - w uncond, where w = 0 means "
+                                    "no guidance. This course uses the form of Imagen and Stable Diffusion, where "
+                                    "w = 1 means no guidance: w (cond - uncond) + uncond (the same as theirs with "
+                                    "w = 1 + w_HS).")
             if torch.allclose(got, w * cond + (1 - w) * cond, atol=1e-6) or torch.allclose(got, w * cond, atol=1e-6):
                 raise ExerciseError("The unconditional prediction is missing: w (cond - uncond) + uncond.")
         expect_close(got, want, f"the guided prediction at w={w}", hint="w · (eps_cond − eps_uncond) + eps_uncond",

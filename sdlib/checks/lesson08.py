@@ -13,32 +13,43 @@ _S = NoiseSchedule.linear(1000)
 
 
 def check_sdedit_start(sdedit_start) -> None:
-    """sdedit_start(z0, eps, strength, timesteps, alpha_bar) -> (z_start, remaining_timesteps): keep the last
-    max(1, round(strength · S)) of the S time steps and noise z0 to the first kept one."""
+    """sdedit_start(z0, eps, strength, timesteps, alpha_bar) -> (z_start, remaining_timesteps): start at exactly
+    t0 = max(1, round(strength · T)) with T = len(alpha_bar) − 1, z0 noised to t0, then the sampler's time steps
+    below t0 (the first step, t0 down to the grid, may be shorter than the others)."""
     g = torch.Generator().manual_seed(0)
     z0, eps = torch.randn(2, 4, 7, 7, generator=g), torch.randn(2, 4, 7, 7, generator=g)
     timesteps = torch.linspace(1000, 0, 51).round().long().tolist()[:-1]            # DDIM-50: 1000, 980, ..., 20
+    T = len(_S.alpha_bar) - 1
     for strength in (0.2, 0.5, 0.61, 0.01, 0.99):
         got = call(sdedit_start, z0.clone(), eps.clone(), strength, list(timesteps), _S.alpha_bar.clone())
         expect(isinstance(got, (tuple, list)) and len(got) == 2, "return two things: (z_start, remaining_timesteps)")
         z, remaining = got
-        n = max(1, round(strength * len(timesteps)))
-        want_steps = timesteps[len(timesteps) - n:]
+        t0 = max(1, round(strength * T))
+        want_steps = [t0] + [t for t in timesteps if t < t0]
         remaining = [int(t) for t in remaining]
-        if n < len(timesteps) and remaining == timesteps[:n]:
-            raise ExerciseError("You kept the first (noisiest) time steps: SDEdit skips those and keeps the last "
-                                "ones, starting part of the way down at timesteps[S - n].")
-        expect(remaining == want_steps, f"strength {strength}: expected the last {n} of the {len(timesteps)} steps, "
-                                        f"starting at t={want_steps[0]}, got {len(remaining)} starting at "
-                                        f"{remaining[0] if remaining else None}")
-        ab = _S.alpha_bar[want_steps[0]].item()
+        n = max(1, round(strength * len(timesteps)))
+        if remaining and remaining[0] == timesteps[0]:
+            raise ExerciseError(f"strength {strength}: you start at t={timesteps[0]}, the noisiest step. SDEdit "
+                                f"skips the first part of the way down and starts at t0 = round(strength · T) = {t0}.")
+        if remaining != want_steps and remaining == timesteps[len(timesteps) - n:]:
+            raise ExerciseError(f"strength {strength}: you snapped the start to the sampler's grid (the last "
+                                f"round(strength · S) of its S steps, from t={remaining[0]}). Start at exactly "
+                                f"t0 = max(1, round(strength · T)) = {t0}, then take the grid's steps below t0.")
+        if remaining.count(t0) > 1:
+            raise ExerciseError(f"strength {strength}: t0 = {t0} appears twice; after t0 keep only the grid's steps "
+                                f"strictly below it.")
+        expect(remaining == want_steps, f"strength {strength}: expected t0 = {t0} followed by the "
+                                        f"{len(want_steps) - 1} grid steps below it ({want_steps[:3]}...), got "
+                                        f"{remaining[:3]}... ({len(remaining)} steps)")
+        ab = _S.alpha_bar[t0].item()
         want = math.sqrt(ab) * z0 + math.sqrt(1 - ab) * eps
         z = as_tensor(z, f"z_start at strength {strength}", like=z0)
         if z.shape == want.shape and torch.allclose(z, ab * z0 + (1 - ab) * eps, atol=1e-5):
             raise ExerciseError("Noising uses square roots: sqrt(ᾱ_t) z0 + sqrt(1 - ᾱ_t) eps.")
-        expect_close(z, want, f"z_start at strength {strength}", hint="t0 = remaining[0]; "
+        expect_close(z, want, f"z_start at strength {strength}", hint="t0 = max(1, round(strength * T)); "
                      "sqrt(alpha_bar[t0]) z0 + sqrt(1 - alpha_bar[t0]) eps", rtol=1e-5, atol=1e-6)
-    passed("SDEdit: the more strength, the noisier the start and the freer the model.")
+    passed("SDEdit: the more strength, the noisier the start and the freer the model; the start t0 does not "
+           "depend on the number of sampler steps.")
 
 
 def check_latent_mask(latent_mask) -> None:

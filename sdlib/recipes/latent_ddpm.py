@@ -64,7 +64,8 @@ def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_
     labels = test.labels[:n]
     masks = half_masks(n)
     prompts = [f"a {DIGIT_WORDS[d]}" for d in labels.tolist()]
-    inpainted = pipe.inpaint(x, masks, prompts, guidance_scale=DEFAULT_W, progress=False).images
+    # paste_known=False: the kept region as the decoder draws it (with the default paste it is the input exactly)
+    inpainted = pipe.inpaint(x, masks, prompts, guidance_scale=DEFAULT_W, paste_known=False, progress=False).images
     probs, _ = metrics.predict(classifier, inpainted * 2 - 1)
     kept = 1 - masks
     kept_error = (((inpainted - x) ** 2) * kept).sum() / kept.sum()
