@@ -13,7 +13,8 @@ Three style measurements, each a documented function of a batch of images in [-1
 Words come from thresholds chosen on the training set (terciles): "thin"/"thick" for the lowest and
 highest third of stroke width, "leaning left"/"leaning right" for the outer thirds of slant
 ("upright" in between), "narrow"/"wide" for the outer thirds of box width *within each digit*
-(a narrow 0 is wider than a wide 1). The middle third of width and thickness gets no word.
+(a narrow 0 is wider than a wide 1). The middle third of width and thickness gets no word. Each
+idea has one name throughout: `thickness` (from stroke width), `lean` (from slant), `width` (from box width).
 The same functions later check whether a generated image obeys the style words of its prompt.
 """
 from __future__ import annotations
@@ -29,7 +30,9 @@ DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "e
 def _ink(images: torch.Tensor) -> torch.Tensor:
     if images.dim() != 4 or images.shape[1] != 1:
         raise ValueError(f"images must have shape (B, 1, H, W), got {tuple(images.shape)}")
-    return ((images.float() + 1) / 2).clamp(0, 1)[:, 0]                  # (B, H, W) ink in [0, 1]
+    from .data import to_unit_range
+
+    return to_unit_range(images.float())[:, 0]                           # (B, H, W) ink in [0, 1]
 
 
 def stroke_width(images: torch.Tensor) -> torch.Tensor:
@@ -65,25 +68,28 @@ def box_width(images: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class StyleThresholds:
-    """Tercile boundaries measured on the training set."""
+    """Tercile boundaries measured on the training set, one per style word pair (named like `Styles`)."""
 
-    width: tuple[float, float]                      # stroke width: thin below [0], thick above [1]
-    slant: tuple[float, float]                      # leaning left below [0], leaning right above [1]
-    box: dict[int, tuple[float, float]]             # per digit: narrow below [0], wide above [1]
+    thickness: tuple[float, float]                  # stroke width (pixels): thin below [0], thick above [1]
+    lean: tuple[float, float]                       # slant: leaning left below [0], leaning right above [1]
+    width: dict[int, tuple[float, float]]           # box width, per digit: narrow below [0], wide above [1]
 
     @classmethod
     def measure(cls, images: torch.Tensor, labels: torch.Tensor) -> "StyleThresholds":
         q = torch.tensor([1 / 3, 2 / 3])
         w, s, b = stroke_width(images), slant(images), box_width(images)
-        box = {k: tuple(torch.quantile(b[labels == k], q).tolist()) for k in range(10)}
-        return cls(tuple(torch.quantile(w, q).tolist()), tuple(torch.quantile(s, q).tolist()), box)
+        width = {k: tuple(torch.quantile(b[labels == k], q).tolist()) for k in range(10)}
+        return cls(tuple(torch.quantile(w, q).tolist()), tuple(torch.quantile(s, q).tolist()), width)
 
     def to_dict(self) -> dict:
-        return {"width": list(self.width), "slant": list(self.slant), "box": {str(k): list(v) for k, v in self.box.items()}}
+        return {"thickness": list(self.thickness), "lean": list(self.lean),
+                "width": {str(k): list(v) for k, v in self.width.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "StyleThresholds":
-        return cls(tuple(d["width"]), tuple(d["slant"]), {int(k): tuple(v) for k, v in d["box"].items()})
+        if "box" in d:          # the names the shipped manifest was written with: width (of the stroke), slant, box
+            d = {"thickness": d["width"], "lean": d["slant"], "width": d["box"]}
+        return cls(tuple(d["thickness"]), tuple(d["lean"]), {int(k): tuple(v) for k, v in d["width"].items()})
 
 
 @dataclass
@@ -92,28 +98,27 @@ class Styles:
 
     thickness: torch.Tensor
     lean: torch.Tensor
-    size: torch.Tensor
+    width: torch.Tensor
 
 
 def classify_styles(images: torch.Tensor, labels: torch.Tensor, thresholds: StyleThresholds) -> Styles:
     def code(v, lo, hi):
         return (v > hi).long() - (v < lo).long()
 
-    b = box_width(images)
-    box_lo = torch.tensor([thresholds.box[int(k)][0] for k in labels.tolist()])
-    box_hi = torch.tensor([thresholds.box[int(k)][1] for k in labels.tolist()])
-    return Styles(code(stroke_width(images), *thresholds.width), code(slant(images), *thresholds.slant),
-                  code(b, box_lo, box_hi))
+    width_lo = torch.tensor([thresholds.width[int(k)][0] for k in labels.tolist()])
+    width_hi = torch.tensor([thresholds.width[int(k)][1] for k in labels.tolist()])
+    return Styles(code(stroke_width(images), *thresholds.thickness), code(slant(images), *thresholds.lean),
+                  code(box_width(images), width_lo, width_hi))
 
 
 THICKNESS_WORDS = {-1: "thin", 1: "thick"}
 LEAN_WORDS = {-1: "leaning left", 0: "upright", 1: "leaning right"}
-SIZE_WORDS = {-1: "narrow", 1: "wide"}
+WIDTH_WORDS = {-1: "narrow", 1: "wide"}
 
 
-def caption(digit: int, thickness: int = 0, lean: int | None = None, size: int = 0, numeral: bool = False,
+def caption(digit: int, thickness: int = 0, lean: int | None = None, width: int = 0, numeral: bool = False,
             template: int = 0) -> str:
-    """One caption. template 0: "a {size} {thickness} {digit} {lean}"; 1: "the number {digit}";
+    """One caption. template 0: "a {width} {thickness} {digit} {lean}"; 1: "the number {digit}";
     2: the bare digit; 3: "a handwritten {digit}". Attributes set to 0/None are left out."""
     name = str(digit) if numeral else DIGIT_WORDS[digit]
     if template == 1:
@@ -122,7 +127,7 @@ def caption(digit: int, thickness: int = 0, lean: int | None = None, size: int =
         return name
     if template == 3:
         return f"a handwritten {name}"
-    words = ["a"] + ([SIZE_WORDS[size]] if size else []) + ([THICKNESS_WORDS[thickness]] if thickness else []) + [name]
+    words = ["a"] + ([WIDTH_WORDS[width]] if width else []) + ([THICKNESS_WORDS[thickness]] if thickness else []) + [name]
     if lean is not None:
         words.append(LEAN_WORDS[lean])
     return " ".join(words)
@@ -140,15 +145,15 @@ def random_captions(labels: torch.Tensor, styles: Styles, generator: torch.Gener
         numeral = bool(u[i, 1] < 0.3)
         thickness = int(styles.thickness[i]) if u[i, 2] < 0.5 else 0
         lean = int(styles.lean[i]) if u[i, 3] < 0.5 else None
-        size = int(styles.size[i]) if u[i, 4] < 0.5 else 0
-        out.append(caption(digit, thickness, lean, size, numeral, template))
+        width = int(styles.width[i]) if u[i, 4] < 0.5 else 0
+        out.append(caption(digit, thickness, lean, width, numeral, template))
     return out
 
 
 def all_caption_words() -> list[str]:
     """Every word any caption can contain (the tokenizer's vocabulary)."""
     words = {"a", "the", "number", "handwritten", "digit"} | set(DIGIT_WORDS) | {str(d) for d in range(10)}
-    for table in (THICKNESS_WORDS, LEAN_WORDS, SIZE_WORDS):
+    for table in (THICKNESS_WORDS, LEAN_WORDS, WIDTH_WORDS):
         for phrase in table.values():
             words |= set(phrase.split())
     return sorted(words)
@@ -156,7 +161,7 @@ def all_caption_words() -> list[str]:
 
 @torch.no_grad()
 def captioned_latents(vae, thresholds: StyleThresholds, split: str = "train", subset=None, batch_size: int = 1000):
-    """TensorDataset(scaled latents, labels, thickness, lean, size) of an MNIST split: the captioned
+    """TensorDataset(scaled latents, labels, thickness, lean, width) of an MNIST split: the captioned
     digits of captioned_dataset, each image encoded once by `vae` (its posterior
     mean × latent_scale) for training a latent U-Net (lesson 08). Styles are measured on the pixels."""
 
@@ -166,7 +171,7 @@ def captioned_latents(vae, thresholds: StyleThresholds, split: str = "train", su
     device = next(vae.parameters()).device
     z = torch.cat([vae.encode_scaled(chunk.to(device)).cpu() for chunk in data.images.split(batch_size)])
     s = classify_styles(data.images, data.labels, thresholds)
-    return TensorDataset(z, data.labels, s.thickness, s.lean, s.size)
+    return TensorDataset(z, data.labels, s.thickness, s.lean, s.width)
 
 
 def captioned_dataset(split: str = "train", subset=None, thresholds: StyleThresholds | None = None):
@@ -178,21 +183,21 @@ def captioned_dataset(split: str = "train", subset=None, thresholds: StyleThresh
     if thresholds is None:
         thresholds = StyleThresholds.measure(data.images, data.labels)
     s = classify_styles(data.images, data.labels, thresholds)
-    return TensorDataset(data.images, data.labels, s.thickness, s.lean, s.size), thresholds
+    return TensorDataset(data.images, data.labels, s.thickness, s.lean, s.width), thresholds
 
 
 def batch_captions(batch, generator: torch.Generator | None) -> list[str]:
-    """A random true caption for each image of a batch (images, labels, thickness, lean, size, ...),
+    """A random true caption for each image of a batch (images, labels, thickness, lean, width, ...),
     drawn with a CPU generator seeded from `generator` (so training runs repeat exactly)."""
-    _, labels, thickness, lean, size = batch[:5]
+    _, labels, thickness, lean, width = batch[:5]
     seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device if generator else "cpu")
     cpu = torch.Generator().manual_seed(int(seed))
-    return random_captions(labels.cpu(), Styles(thickness.cpu(), lean.cpu(), size.cpu()), cpu)
+    return random_captions(labels.cpu(), Styles(thickness.cpu(), lean.cpu(), width.cpu()), cpu)
 
 
 class CaptionedPrompts:
     """`encode_prompts` for sdlib.diffusion.DDPMObjective: a random true caption for each image of the
-    batch (images, labels, thickness, lean, size), encoded by `encoder`.
+    batch (images, labels, thickness, lean, width), encoded by `encoder`.
 
     The encoder is frozen, so a caption's features never change: each distinct caption is encoded once
     and kept (MNIST's captions have a few hundred wordings), which takes the text encoder out of almost

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import validate
-from .samplers import randn
+from .runtime import randn
 from .schedules import NoiseSchedule
 
 

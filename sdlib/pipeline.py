@@ -5,10 +5,13 @@
     z_T ~ N(0, I) (4×7×7) ─ U-Net + sampler, T → 0, guided ─ z_0 ─ VAE decoder ─ image (28×28)
                      image ─ VAE encoder ─┘ (image-to-image, inpainting)
 
-`LatentDiffusion.pretrained()` loads the three trained parts (`vae`, `clip`, `latent_ddpm`).
-Every method returns images in [0, 1] (B, 1, 28, 28) on the CPU, and optionally the latents of
-every step (`return_steps=True`). Guidance runs both branches in one batched forward pass
-(`sdlib.samplers.ClassifierFreeGuidance`); w = 1 is no guidance.
+`LatentDiffusion.pretrained()` loads the three trained parts (`vae`, `clip`, `latent_ddpm`) and the
+schedule recorded in the manifest. Every method takes and returns images in [0, 1] (B, 1, 28, 28), on
+the CPU, and optionally the predicted clean latents of every step (`return_steps=True`); inside, the
+models work in [-1, 1] (`sdlib.data.from_unit_range` / `to_unit_range` convert). All three methods run
+the library's one sampling loop, `sdlib.samplers.sample`, with classifier-free guidance
+(`ClassifierFreeGuidance`, both branches in one batched pass; w = 1 is no guidance): image-to-image starts
+it part way down, and inpainting puts the known region back after every step (`KeepKnown`).
 """
 from __future__ import annotations
 

@@ -63,6 +63,17 @@ def mix_seed(*numbers: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+def randn(shape, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Standard normal noise drawn with `generator` on the generator's own device (a CPU generator for a
+    GPU tensor works too), then moved to `device`. A generator with its own `randn(shape, device, dtype)`
+    method (sdlib.samplers.SampleNoise: one stream per sample) draws it itself. The one definition of
+    generator-aware noise in the library."""
+    if hasattr(generator, "randn"):
+        return generator.randn(shape, device, dtype)
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where, dtype=dtype).to(device)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's generators (every device)."""
     random.seed(seed)

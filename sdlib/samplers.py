@@ -9,7 +9,8 @@ The loop is short enough to write out, and the lessons do:
 
 - `DDPMSampler`: Algorithm 2 of Ho et al. (2020), with σ_t² = β_t, or the posterior variance β̃_t.
 - `DDIMSampler`: Song et al. (2021): any number of steps, η = 0 deterministic, η = 1 like DDPM.
-- `sample()`: that loop, with a progress bar, a seeded generator and an optional trajectory.
+- `sample()`: that loop, the one in the library: noise per sample (`SampleNoise`), batches, a start part
+  way down (`timesteps`, image-to-image), a per-step hook (`on_step`, inpainting), a trajectory.
 - `ClassifierFreeGuidance`: ε = w·(ε_cond − ε_uncond) + ε_uncond as one batched denoiser (lesson 07),
   and `generate()`: guided samples for a list of prompts.
 All images are in model range ([-1, 1] for pixels).
@@ -82,19 +83,13 @@ class SampleNoise:
         return torch.stack(rows).to(device=device, dtype=dtype)
 
 
-def randn(shape, generator: torch.Generator | SampleNoise | None, device, dtype=torch.float32) -> torch.Tensor:
-    """Standard normal noise drawn with `generator` (a torch.Generator, on its own device, or a SampleNoise:
-    one stream per sample), moved to `device`."""
-    if isinstance(generator, SampleNoise):
-        return generator.randn(shape, device, dtype)
-    where = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=where, dtype=dtype).to(device)
+randn = runtime.randn          # generator-aware noise, defined once (a SampleNoise draws per sample)
 
 
-def _check_step_inputs(eps_pred, x_t):
+def _check_step_inputs(eps_pred, xt):
     validate.floating(eps_pred, "eps_pred")
-    validate.floating(x_t, "x_t")
-    validate.like(x_t, eps_pred, "x_t", "eps_pred")
+    validate.floating(xt, "xt")
+    validate.like(xt, eps_pred, "xt", "eps_pred")
 
 
 class DDPMSampler:
@@ -103,7 +98,8 @@ class DDPMSampler:
         x_{t-1} = 1/sqrt(alpha_t) · (x_t − (1 − alpha_t)/sqrt(1 − ᾱ_t) · ε_θ(x_t, t)) + σ_t z,
         z ~ N(0, I) if t > 1 else 0,
 
-    variance="beta": σ_t² = β_t (the paper's choice); "beta_tilde": σ_t² = β̃_t, the posterior variance.
+    variance="beta": σ_t² = β_t; "beta_tilde": σ_t² = β̃_t, the posterior variance (Ho et al. tried both and
+    found similar samples).
     clip_x0=True clips the implied x0 to [-1, 1] before stepping (a common fix for early, rough models;
     off by default so that the step is exactly Algorithm 2).
     """
@@ -121,22 +117,22 @@ class DDPMSampler:
         s = self.schedule
         return math.sqrt((s.beta if self.variance == "beta" else s.beta_tilde)[t].item())
 
-    def step(self, eps_pred: torch.Tensor, t: int, x_t: torch.Tensor, generator=None,
+    def step(self, eps_pred: torch.Tensor, t: int, xt: torch.Tensor, generator=None,
              t_prev: int | None = None) -> StepOutput:
         """x_{t-1} from x_t. generator: a torch.Generator or a SampleNoise; t_prev, if given, must be t - 1."""
-        _check_step_inputs(eps_pred, x_t)
+        _check_step_inputs(eps_pred, xt)
         t = validate.timestep(t, self.schedule.T)
         if t_prev is not None and t_prev != t - 1:
             raise ValueError(f"DDPM steps from t to t - 1 only, got t={t}, t_prev={t_prev}: use DDIMSampler to skip")
         s = self.schedule
-        x0_pred = (x_t - s.sqrt_one_minus_alpha_bar[t].item() * eps_pred) / s.sqrt_alpha_bar[t].item()
+        x0_pred = (xt - s.sqrt_one_minus_alpha_bar[t].item() * eps_pred) / s.sqrt_alpha_bar[t].item()
         if self.clip_x0:
             x0_pred = x0_pred.clamp(-1, 1)
-            mean = s.posterior_coef_x0[t].item() * x0_pred + s.posterior_coef_xt[t].item() * x_t
+            mean = s.posterior_coef_x0[t].item() * x0_pred + s.posterior_coef_xt[t].item() * xt
         else:
-            mean = (x_t - (s.beta[t].item() / s.sqrt_one_minus_alpha_bar[t].item()) * eps_pred) / math.sqrt(s.alpha[t].item())
+            mean = (xt - (s.beta[t].item() / s.sqrt_one_minus_alpha_bar[t].item()) * eps_pred) / math.sqrt(s.alpha[t].item())
         if t > 1:
-            mean = mean + self.sigma(t) * randn(x_t.shape, generator, x_t.device, x_t.dtype)
+            mean = mean + self.sigma(t) * randn(xt.shape, generator, xt.device, xt.dtype)
         return StepOutput(mean, x0_pred)
 
 
@@ -162,12 +158,12 @@ class DDIMSampler:
     def __repr__(self):
         return f"DDIMSampler({self.steps} steps, eta={self.eta}, clip_x0={self.clip_x0})"
 
-    def step(self, eps_pred: torch.Tensor, t: int, x_t: torch.Tensor, generator=None,
+    def step(self, eps_pred: torch.Tensor, t: int, xt: torch.Tensor, generator=None,
              t_prev: int | None = None) -> StepOutput:
         """x_{t_prev} from x_t. t_prev: by default the next step of this sampler's grid; any 0 <= t_prev < t
         is allowed (image-to-image starts at the exact t its strength selects). generator: a torch.Generator
         or a SampleNoise."""
-        _check_step_inputs(eps_pred, x_t)
+        _check_step_inputs(eps_pred, xt)
         t = validate.timestep(t, self.schedule.T)
         if t_prev is None:
             if t not in self.previous:
@@ -180,14 +176,14 @@ class DDIMSampler:
             raise ValueError(f"t_prev must be below t, got t={t}, t_prev={t_prev}")
         s = self.schedule
         ab, ab_prev = s.alpha_bar[t].item(), s.alpha_bar[t_prev].item()
-        x0_pred = (x_t - math.sqrt(1 - ab) * eps_pred) / math.sqrt(ab)
+        x0_pred = (xt - math.sqrt(1 - ab) * eps_pred) / math.sqrt(ab)
         if self.clip_x0:
             x0_pred = x0_pred.clamp(-1, 1)
-            eps_pred = (x_t - math.sqrt(ab) * x0_pred) / math.sqrt(1 - ab)
+            eps_pred = (xt - math.sqrt(ab) * x0_pred) / math.sqrt(1 - ab)
         sigma = self.eta * math.sqrt((1 - ab_prev) / (1 - ab)) * math.sqrt(max(0.0, 1 - ab / ab_prev))
         x_prev = math.sqrt(ab_prev) * x0_pred + math.sqrt(max(0.0, 1 - ab_prev - sigma ** 2)) * eps_pred
         if sigma > 0:
-            x_prev = x_prev + sigma * randn(x_t.shape, generator, x_t.device, x_t.dtype)
+            x_prev = x_prev + sigma * randn(xt.shape, generator, xt.device, xt.dtype)
         return StepOutput(x_prev, x0_pred)
 
 

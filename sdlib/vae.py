@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import validate
+from . import runtime, validate
 
 
 def check_images(x: torch.Tensor, name: str = "images") -> torch.Tensor:
@@ -89,8 +89,7 @@ class DiagonalGaussian:
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """z = mean + std * eps, eps ~ N(0, I): the randomness sits in eps, so gradients reach mean and std."""
         validate.generator(generator)
-        where = generator.device if generator is not None else self.mean.device
-        eps = torch.randn(self.mean.shape, generator=generator, device=where).to(self.mean.device, self.mean.dtype)
+        eps = runtime.randn(self.mean.shape, generator, self.mean.device, self.mean.dtype)
         return self.mean + self.std * eps
 
     def mode(self) -> torch.Tensor:

@@ -63,6 +63,13 @@ def _extremes(x: torch.Tensor) -> tuple[float, float]:
     return tuple(torch.stack(x.detach().aminmax()).tolist())
 
 
+def reads_values(x: torch.Tensor) -> bool:
+    """Whether a value check may read `x` back: always, except for a CUDA tensor while autograd records
+    (a training step), where reading back would stall the GPU at every step. Shapes and dtypes are
+    checked everywhere; `fit` reads the loss back at its logging intervals and stops on a non-finite one."""
+    return not (x.is_cuda and torch.is_grad_enabled())
+
+
 def _refuse_non_finite(lo: float, hi: float, name: str, hint: str = "") -> None:
     if not (math.isfinite(lo) and math.isfinite(hi)):
         bad = "NaN" if math.isnan(lo) else "infinite"
@@ -71,7 +78,7 @@ def _refuse_non_finite(lo: float, hi: float, name: str, hint: str = "") -> None:
 
 def finite(x: torch.Tensor, name: str, hint: str = "") -> torch.Tensor:
     """No NaN or infinite values in x (a float tensor)."""
-    if x.numel():
+    if x.numel() and reads_values(x):
         _refuse_non_finite(*_extremes(x), name, hint)
     return x
 
@@ -176,7 +183,7 @@ def values_in(x: torch.Tensor, name: str, value_range: tuple[float, float] = MOD
     """Every value of x (a float tensor) finite and in value_range, give or take `tolerance`; the error
     names the conversion when x looks like pixels in [0, 255] or images in the other range."""
     lo, hi = value_range
-    if not x.numel():
+    if not x.numel() or not reads_values(x):
         return x
     xmin, xmax = _extremes(x)
     _refuse_non_finite(xmin, xmax, name)
@@ -202,6 +209,8 @@ def model_range(x, name: str, *, nan_hint: str = "") -> torch.Tensor:
     if x.dim() == 0:
         raise ValueError(f"{name} must have a batch dimension (B, ...), got a scalar")
     nonempty(x, name)
+    if not reads_values(x):
+        return x
     lo, hi = _extremes(x)
     _refuse_non_finite(lo, hi, name, nan_hint)
     if lo >= 0 and hi > 10:

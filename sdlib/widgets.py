@@ -101,7 +101,7 @@ class GuidanceExplorer:
     """
 
     def __init__(self, model, encoder, prompts: list[str], sampler, seed: int = 0, negative_prompt=None):
-        from .samplers import randn
+        from .runtime import randn
 
         self.model, self.encoder, self.prompts, self.sampler = model, encoder, list(prompts), sampler
         self.negative_prompt = negative_prompt

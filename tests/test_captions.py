@@ -54,7 +54,7 @@ def test_thresholds_are_terciles_and_round_trip():
 
 def test_captions_name_the_digit_and_only_true_styles():
     assert caption(7, thickness=1, lean=1) == "a thick seven leaning right"
-    assert caption(3, thickness=-1, size=-1, numeral=True) == "a narrow thin 3"
+    assert caption(3, thickness=-1, width=-1, numeral=True) == "a narrow thin 3"
     assert caption(7, template=1) == "the number seven" and caption(7, numeral=True, template=2) == "7"
     labels = torch.tensor([7] * 200)
     styles = Styles(torch.full((200,), 1), torch.full((200,), -1), torch.zeros(200, dtype=torch.long))

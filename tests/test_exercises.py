@@ -52,12 +52,12 @@ MISTAKES = {
                            "        optimizer.step()\n"
                            "        losses.append(loss.item())\n"
                            "    return losses\n"),
-    ("03", "ddpm_step"): ("def ddpm_step(x_t, eps_pred, t, beta_t, alpha_bar_t, z):\n"
+    ("03", "ddpm_step"): ("def ddpm_step(xt, eps_pred, t, beta_t, alpha_bar_t, z):\n"
                           "    alpha_t = 1 - beta_t\n"
-                          "    mean = (x_t - (1 - alpha_t) / math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(alpha_t)\n"
+                          "    mean = (xt - (1 - alpha_t) / math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(alpha_t)\n"
                           "    return mean + math.sqrt(beta_t) * z\n"),
-    ("03", "ddim_step"): ("def ddim_step(x_t, eps_pred, alpha_bar_t, alpha_bar_prev):\n"
-                          "    x0_pred = (x_t - math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(alpha_bar_t)\n"
+    ("03", "ddim_step"): ("def ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev):\n"
+                          "    x0_pred = (xt - math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(alpha_bar_t)\n"
                           "    return math.sqrt(alpha_bar_prev) * x0_pred\n"),
     ("04", "reparameterize"): "def reparameterize(mu, logvar, eps):\n    return mu + torch.exp(logvar) * eps\n",
     ("04", "kl_standard_normal"): ("def kl_standard_normal(mu, logvar):\n"
@@ -248,8 +248,8 @@ def test_checker_says_when_the_function_returns_none(lesson, name, checker, sour
 
 
 def test_a_half_precision_answer_is_refused_with_the_reason():
-    def ddpm_step(x_t, eps_pred, t, beta_t, alpha_bar_t, z):
-        mean = (x_t - beta_t / math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(1 - beta_t)
+    def ddpm_step(xt, eps_pred, t, beta_t, alpha_bar_t, z):
+        mean = (xt - beta_t / math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(1 - beta_t)
         return (mean + (math.sqrt(beta_t) * z if t > 1 else 0)).half()
 
     with pytest.raises(ExerciseError, match="float16.*Compute in float32"):

@@ -47,14 +47,14 @@ def check_ddpm_step(ddpm_step) -> None:
     g = torch.Generator().manual_seed(1)
     sampler = DDPMSampler(_S)
     for t in [1000, 400, 20, 2, 1]:
-        x_t, eps = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 1, 8, 8, generator=g)
-        z = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(t))
-        got = call(ddpm_step, x_t.clone(), eps.clone(), t, _S.beta[t].item(), _S.alpha_bar[t].item(), z.clone())
-        want = sampler.step(eps, t, x_t, torch.Generator().manual_seed(t)).x_prev
+        xt, eps = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 1, 8, 8, generator=g)
+        z = torch.randn(xt.shape, generator=torch.Generator().manual_seed(t))
+        got = call(ddpm_step, xt.clone(), eps.clone(), t, _S.beta[t].item(), _S.alpha_bar[t].item(), z.clone())
+        want = sampler.step(eps, t, xt, torch.Generator().manual_seed(t)).x_prev
         a, ab = 1 - _S.beta[t].item(), _S.alpha_bar[t].item()
         got_t = as_tensor(got, f"x_(t-1) at t={t}", like=want)
         if got_t.shape == want.shape and t > 1:
-            with_alpha_bar = (x_t - (1 - a) / math.sqrt(1 - ab) * eps) / math.sqrt(ab) + math.sqrt(1 - a) * z
+            with_alpha_bar = (xt - (1 - a) / math.sqrt(1 - ab) * eps) / math.sqrt(ab) + math.sqrt(1 - a) * z
             if torch.allclose(got_t, with_alpha_bar, atol=1e-5):
                 raise ExerciseError("Divide by sqrt(alpha_t) (this step's alpha), not sqrt(ᾱ_t).")
         if t == 1 and got_t.shape == want.shape and not torch.allclose(got_t, want, atol=1e-5):
@@ -70,13 +70,13 @@ def check_ddim_step(ddim_step) -> None:
     g = torch.Generator().manual_seed(2)
     sampler = DDIMSampler(_S, steps=20)
     for t in sampler.timesteps[::4] + [sampler.timesteps[-1]]:
-        x_t, eps = torch.randn(2, 1, 8, 8, generator=g), torch.randn(2, 1, 8, 8, generator=g)
+        xt, eps = torch.randn(2, 1, 8, 8, generator=g), torch.randn(2, 1, 8, 8, generator=g)
         ab, ab_prev = _S.alpha_bar[t].item(), _S.alpha_bar[sampler.previous[t]].item()
-        got = call(ddim_step, x_t.clone(), eps.clone(), ab, ab_prev)
-        want = sampler.step(eps, t, x_t).x_prev
+        got = call(ddim_step, xt.clone(), eps.clone(), ab, ab_prev)
+        want = sampler.step(eps, t, xt).x_prev
         got_t = as_tensor(got, f"x_prev at t={t}", like=want)
         if got_t.shape == want.shape:
-            x0 = (x_t - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+            x0 = (xt - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
             if torch.allclose(got_t, math.sqrt(ab_prev) * x0, atol=1e-5) and ab_prev < 1:
                 raise ExerciseError("Keep the noise direction: add sqrt(1 - ᾱ_prev) · eps_pred to sqrt(ᾱ_prev) · x0_pred.")
         expect_close(got, want, f"x_prev at t={t}",

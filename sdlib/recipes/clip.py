@@ -13,7 +13,7 @@ import sys
 from dataclasses import replace
 
 from .. import pretrained, runtime
-from ..captions import LEAN_WORDS, SIZE_WORDS, THICKNESS_WORDS, StyleThresholds, classify_styles
+from ..captions import LEAN_WORDS, THICKNESS_WORDS, WIDTH_WORDS, StyleThresholds, classify_styles
 from ..clip import CLIP, CLIPObjective, zero_shot_digits, zero_shot_style
 from ..configs.clip import CLIP_CONFIG, CLIP_TRAIN
 from ..captions import captioned_dataset
@@ -33,7 +33,7 @@ def measure(model: CLIP, thresholds: StyleThresholds) -> dict:
                                                                   THICKNESS_WORDS), 4), "thickness_chance": 0.5,
             "zero_shot_lean_accuracy": round(zero_shot_style(model, test.images, test.labels, s.lean, LEAN_WORDS), 4),
             "lean_chance": 1 / 3,
-            "zero_shot_width_accuracy": round(zero_shot_style(model, test.images, test.labels, s.size, SIZE_WORDS), 4),
+            "zero_shot_width_accuracy": round(zero_shot_style(model, test.images, test.labels, s.width, WIDTH_WORDS), 4),
             "width_chance": 0.5}
 
 

@@ -28,7 +28,7 @@ from ..clip import PromptEncoder
 from ..metrics import measure_guidance
 from ..configs.latent_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LATENT_TRAIN, LATENT_UNET, P_UNCOND, SAMPLER,
                                    SCHEDULE, STRENGTHS)
-from ..data import load_mnist
+from ..data import from_unit_range, load_mnist, to_unit_range
 from ..pipeline import LatentDiffusion
 from ..train import fit
 from ..unet import UNet
@@ -53,23 +53,23 @@ def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_
     out = {"n": n, "sampler": {"name": "DDIM", **SAMPLER}, "default_w": DEFAULT_W}
 
     def images_for(prompts, w, generator):
-        return pipe.text_to_image(prompts, guidance_scale=w, generator=generator, progress=False).images * 2 - 1
+        return from_unit_range(pipe.text_to_image(prompts, guidance_scale=w, generator=generator, progress=False).images)
 
     rows = measure_guidance(pipe.unet, pipe.encoder, classifier, (test_features, test.labels), ws, n=n,
                             images_for=images_for, log=log)
     out["guidance"] = [r.as_dict() for r in rows]
 
     # Inpainting: keep the upper half of real test digits, repaint the lower half, prompt their own digit.
-    x = (test.images[:n] + 1) / 2
+    x = to_unit_range(test.images[:n])
     labels = test.labels[:n]
     masks = half_masks(n)
     prompts = [f"a {DIGIT_WORDS[d]}" for d in labels.tolist()]
     # paste_known=False: the kept region as the decoder draws it (with the default paste it is the input exactly)
     inpainted = pipe.inpaint(x, masks, prompts, guidance_scale=DEFAULT_W, paste_known=False, progress=False).images
-    probs, _ = metrics.predict(classifier, inpainted * 2 - 1)
+    probs, _ = metrics.predict(classifier, from_unit_range(inpainted))
     kept = 1 - masks
     kept_error = (((inpainted - x) ** 2) * kept).sum() / kept.sum()
-    recon = (pipe.vae.decode_scaled(pipe.vae.encode_scaled(x * 2 - 1)) + 1) / 2
+    recon = to_unit_range(pipe.vae.decode_scaled(pipe.vae.encode_scaled(from_unit_range(x))))
     recon_error = (((recon - x) ** 2) * kept).sum() / kept.sum()
     out["inpaint"] = {"n": n, "mask": "lower half repainted", "prompt": "the image's own digit",
                       "prompt_accuracy": round(metrics.prompt_accuracy(probs, labels), 4),
@@ -83,7 +83,7 @@ def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_
     curve = []
     for s in STRENGTHS:
         y = pipe.image_to_image(x, prompts, strength=s, guidance_scale=DEFAULT_W, progress=False).images
-        probs, _ = metrics.predict(classifier, y * 2 - 1)
+        probs, _ = metrics.predict(classifier, from_unit_range(y))
         curve.append({"strength": s, "input_digit": round(metrics.prompt_accuracy(probs, labels), 4),
                       "prompted_digit": round(metrics.prompt_accuracy(probs, other), 4)})
         log(f"image-to-image strength {s}: {curve[-1]}")
