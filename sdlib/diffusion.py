@@ -16,6 +16,9 @@ prompt for that fraction of the batch, so that one model learns both ε(x_t, t, 
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -117,3 +120,115 @@ def drop_prompts(model, context: torch.Tensor, mask: torch.Tensor | None, drop: 
     if mask is None:
         mask = torch.ones(context.shape[:2], dtype=torch.bool, device=context.device)
     return context, torch.where(drop[:, None], null_mask, mask)
+
+
+# -- the likelihood bound of a trained model ------------------------------------------------------
+
+@dataclass(frozen=True)
+class VariationalBound:
+    """The negative ELBO of a model on a batch of images, in bits per dimension (lower is better):
+    bits_per_dim = prior + denoising + reconstruction, averaged over the images.
+
+    prior: L_T = KL(q(x_T | x_0) || N(0, I)); denoising: Σ_{t=2}^T L_{t-1}, each the expected KL from
+    q(x_{t-1} | x_t, x_0) to p_θ(x_{t-1} | x_t); reconstruction: L_0 = -log p_θ(x_0 | x_1).
+    standard_error: of bits_per_dim, over the images (it holds the Monte Carlo noise of t and x_t too)."""
+    bits_per_dim: float
+    prior: float
+    denoising: float
+    reconstruction: float
+    standard_error: float
+    variance: str
+    n_images: int
+    n_t: int | None
+
+    def __str__(self) -> str:
+        return (f"{self.bits_per_dim:.3f} ± {self.standard_error:.3f} bits/dim (σ_t² = "
+                f"{'β_t' if self.variance == 'beta' else 'β̃_t'}; L_T {self.prior:.4f} + Σ L_t-1 "
+                f"{self.denoising:.3f} + L_0 {self.reconstruction:.3f}; {self.n_images} images)")
+
+
+def discretized_gaussian_log_likelihood(x0: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """log p(x0) per element for 8-bit pixels in [-1, 1] under N(mean, std²) integrated over each pixel's bin
+    [x - 1/255, x + 1/255] (the outer bins reach to -∞ and +∞), as the DDPM paper's decoder (Ho et al. 2020,
+    eq. 13). Float64; the probability of a bin is floored at 1e-12."""
+    x0, mean, std = x0.double(), mean.double(), std.double()
+    upper = torch.where(x0 > 1 - 1e-3, torch.ones_like(x0), torch.special.ndtr((x0 + 1 / 255 - mean) / std))
+    lower = torch.where(x0 < -1 + 1e-3, torch.zeros_like(x0), torch.special.ndtr((x0 - 1 / 255 - mean) / std))
+    return torch.log((upper - lower).clamp_min(1e-12))
+
+
+def _reverse_mean(schedule: NoiseSchedule, xt: torch.Tensor, eps_pred: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """μ_θ(x_t, t) = (x_t - β_t / sqrt(1 - ᾱ_t) · ε_θ) / sqrt(α_t), in float64."""
+    beta, alpha, one_minus = (NoiseSchedule.gather(v, t, xt) for v in
+                              (schedule.beta, schedule.alpha, 1.0 - schedule.alpha_bar))
+    return (xt - beta / one_minus.sqrt() * eps_pred) / alpha.sqrt()
+
+
+@torch.no_grad()
+def variational_bound(model, schedule: NoiseSchedule, x0: torch.Tensor, *, variance: str = "beta",
+                      n_t: int | None = 100, generator: torch.Generator | None = None,
+                      context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> VariationalBound:
+    """The negative ELBO -log p(x_0) <= L_T + Σ_{t=2}^T L_{t-1} + L_0 of an ε-prediction model, in bits per
+    dimension, averaged over the images x0 (B, C, H, W): 8-bit images in [-1, 1].
+
+    p_θ(x_{t-1} | x_t) = N(μ_θ(x_t, t), σ_t² I) with σ_t² = β_t (variance="beta") or β̃_t ("beta_tilde"),
+    μ_θ from the model's ε as in Algorithm 2. L_{t-1} is the KL of two Gaussians, in closed form given x_t;
+    x_t is drawn from q(x_t | x_0). The sum over t is estimated from n_t draws of t ~ Uniform{2..T} per
+    image ((T - 1) times their mean); n_t=None sums over every t (T - 1 model calls per image).
+    L_0 uses a discretised Gaussian decoder (Ho et al. 2020, §3.3): the probability of each pixel's 8-bit
+    bin under N(μ_θ(x_1, 1), β_1), with variance β_1 for both settings, since β̃_1 = 0.
+    Bits per dimension = nats / (number of pixels · ln 2)."""
+    from .samplers import check_schedule
+    if variance not in ("beta", "beta_tilde"):
+        raise ValueError(f"variance must be 'beta' or 'beta_tilde', got {variance!r}")
+    if n_t is not None:
+        validate.positive_int(n_t, "n_t")
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    check_schedule(model, schedule)
+    validate.eight_bit_images(x0, "x0")
+    validate.generator(generator)
+    if generator is not None and generator.device.type != "cpu":
+        raise ValueError("variational_bound draws its noise on the CPU: pass a CPU generator, "
+                         "torch.Generator().manual_seed(seed)")
+    # The bound is summed over hundreds of terms, so its arithmetic runs in float64 on the CPU (MPS has no
+    # float64); only the model runs on its own device.
+    device = next((p.device for p in model.parameters()), x0.device)
+    x0 = x0.detach().cpu().double()
+    dims = x0[0].numel()
+    sigma2_table = schedule.beta if variance == "beta" else schedule.beta_tilde
+
+    def eps_model(xt, t):
+        x = xt.to(device, torch.float32)
+        return validate.in_model_dtype(model, lambda v: model(v, t.to(device), context, context_mask), x).double().cpu()
+
+    def denoising_kl(t: torch.Tensor) -> torch.Tensor:          # L_{t-1} per image, one x_t each
+        eps = randn(x0.shape, generator, "cpu", torch.float64)
+        xt = schedule.add_noise(x0, eps, t)
+        mu = _reverse_mean(schedule, xt, eps_model(xt, t), t)
+        mu_tilde, beta_tilde = schedule.posterior(x0, xt, t)
+        sigma2 = NoiseSchedule.gather(sigma2_table, t, x0)
+        log_ratio = 0.5 * (torch.log(sigma2 / beta_tilde) + beta_tilde / sigma2 - 1.0).flatten(1)[:, 0] * dims
+        return log_ratio + ((mu_tilde - mu) ** 2 / (2 * sigma2)).flatten(1).sum(1)
+
+    B, T = x0.shape[0], schedule.T
+    prior = schedule.prior_kl(x0)
+    if n_t is None:
+        denoising = sum(denoising_kl(torch.full((B,), t, dtype=torch.long)) for t in range(2, T + 1))
+    else:
+        draws = [denoising_kl(torch.randint(2, T + 1, (B,), generator=generator)) for _ in range(n_t)]
+        denoising = (T - 1) * torch.stack(draws).mean(0)
+    one = torch.ones(B, dtype=torch.long)
+    eps = randn(x0.shape, generator, "cpu", torch.float64)
+    x1 = schedule.add_noise(x0, eps, one)
+    mean = _reverse_mean(schedule, x1, eps_model(x1, one), one)
+    std = NoiseSchedule.gather(schedule.beta, one, x0).sqrt().expand_as(x0)
+    reconstruction = -discretized_gaussian_log_likelihood(x0, mean, std).flatten(1).sum(1)
+
+    to_bits = 1.0 / (dims * math.log(2.0))
+    total = (prior + denoising + reconstruction) * to_bits
+    se = (total.std() / math.sqrt(B)).item() if B > 1 else float("nan")
+    return VariationalBound(bits_per_dim=total.mean().item(), prior=(prior * to_bits).mean().item(),
+                            denoising=(denoising * to_bits).mean().item(),
+                            reconstruction=(reconstruction * to_bits).mean().item(), standard_error=se,
+                            variance=variance, n_images=B, n_t=n_t)

@@ -28,6 +28,13 @@ def tensor(x, name: str) -> torch.Tensor:
     return x
 
 
+def instance(value, cls: type, name: str, hint: str = ""):
+    """value must be a `cls` (a config object, a model); `hint` says where to get one."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a {cls.__module__}.{cls.__qualname__}, got {type(value).__name__}{hint}")
+    return value
+
+
 def _conversion_hint(x: torch.Tensor, value_range) -> str:
     """How to get a floating-point tensor in `value_range` from the integer or bool tensor x."""
     if x.dtype == torch.bool:
@@ -176,6 +183,21 @@ def images(x, name: str = "images", *, channels: int | None = None, size: tuple[
     if value_range is None:
         return finite(x, name)
     return values_in(x, name, value_range, tolerance)
+
+
+def eight_bit_images(x, name: str = "images", *, tolerance: float = 1e-3) -> torch.Tensor:
+    """Images (B, C, H, W) in [-1, 1] whose values are 8-bit pixels k / 255 mapped to [-1, 1]: what a
+    discrete (per-pixel bin) likelihood is defined on."""
+    images(x, name)
+    if reads_values(x):
+        pixels = (x.detach().double() + 1) * 127.5
+        off = (pixels - pixels.round()).abs().max().item()
+        if off > tolerance * 127.5:
+            raise ValueError(f"{name} must be 8-bit images mapped to [-1, 1] (values k/255·2 - 1 for k in 0..255), "
+                             f"got a value {off / 127.5:.3g} away from the nearest one: a discrete likelihood needs "
+                             f"quantised pixels (sdlib.data.load_mnist gives them; round generated samples with "
+                             f"((x + 1) * 127.5).round() / 127.5 - 1)")
+    return x
 
 
 def values_in(x: torch.Tensor, name: str, value_range: tuple[float, float] = MODEL_RANGE,

@@ -7,7 +7,9 @@ import torch
 
 from ..samplers import DDIMSampler, DDPMSampler
 from ..schedules import NoiseSchedule
-from . import ExerciseError, as_tensor, call, expect, expect_close, passed
+from ..quiz import Question
+from . import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect,
+               expect_close, passed)
 
 _S = NoiseSchedule.linear(1000)
 
@@ -175,3 +177,124 @@ def check_training_loop(train_ddpm) -> None:
     raise ExerciseError(f"{where}. Check each line against Algorithm 1: indices, t in 1..T, eps ~ N(0, I), "
                         f"x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps, loss = F.mse_loss(model(x_t, t), eps), "
                         f"zero_grad, backward, step.")
+
+
+# -- the weight of the ELBO's denoising terms ----------------------------------------------------------
+
+def _weight_cases():
+    g = torch.Generator().manual_seed(30)
+    cases = []
+    for schedule in (NoiseSchedule.linear(1000), NoiseSchedule.cosine(1000)):
+        for t in (2, 10, 250, 999):
+            beta, alpha, ab = (schedule.beta[t], schedule.alpha[t], schedule.alpha_bar[t])
+            for sigma2 in (beta, schedule.beta_tilde[t]):
+                cases.append((beta.item(), alpha.item(), ab.item(), sigma2.item()))
+    for _ in range(20):                                          # random numbers that fit together
+        beta = torch.rand((), generator=g, dtype=torch.float64).item() * 0.3 + 1e-3
+        ab = torch.rand((), generator=g, dtype=torch.float64).item() * (1 - beta) * 0.95 + 1e-3
+        sigma2 = torch.rand((), generator=g, dtype=torch.float64).item() * beta + 1e-4
+        cases.append((beta, 1 - beta, ab, sigma2))
+    return cases
+
+
+def _lam(beta, alpha, ab, sigma2):
+    return torch.tensor(beta ** 2 / (2 * sigma2 * alpha * (1 - ab)), dtype=torch.float64)
+
+
+@exercise("derivation")
+def check_elbo_weight(elbo_weight) -> None:
+    """elbo_weight(beta_t, alpha_t, alpha_bar_t, sigma2_t) -> λ_t such that ||μ̃_t − μ_θ||² / (2 σ_t²) =
+    λ_t ||ε − ε_θ||², compared with the truth on the linear and cosine schedules and random numbers."""
+    mistakes = [
+        (lambda b, a, ab, s: torch.tensor(b ** 2 / (2 * s * (1 - ab)), dtype=torch.float64),
+         "α_t is missing: both means carry the factor 1/sqrt(α_t), so their squared difference carries 1/α_t."),
+        (lambda b, a, ab, s: torch.tensor(b / (2 * s * a * (1 - ab)), dtype=torch.float64),
+         "β_t should be squared: the means differ by β_t / sqrt(α_t (1 − ᾱ_t)) · (ε − ε_θ), and the difference is squared."),
+        (lambda b, a, ab, s: torch.tensor(b ** 2 / (2 * s * a * (1 - ab) ** 2), dtype=torch.float64),
+         "(1 − ᾱ_t) enters once, not squared: the coefficient of ε is β_t / sqrt(1 − ᾱ_t), and squaring a square root "
+         "gives (1 − ᾱ_t)."),
+        (lambda b, a, ab, s: torch.tensor(b ** 2 / (s * a * (1 - ab)), dtype=torch.float64),
+         "The KL of two Gaussians with the same variance is ||μ1 − μ2||² / (2 σ²): the factor 2 is missing."),
+    ]
+    n = check_random_cases(lambda *args: elbo_weight(*args), _lam, _weight_cases(), what="λ_t", mistakes=mistakes,
+                           hint="write μ̃_t and μ_θ in the same form, (x_t − β_t / sqrt(1 − ᾱ_t) · ε) / sqrt(α_t), "
+                                "subtract, square and divide by 2 σ_t².", rtol=1e-6, atol=0.0)
+    passed(f"λ_t = β_t² / (2 σ_t² α_t (1 − ᾱ_t)) on {n} cases. With σ_t² = β_t it is β_t / (2 α_t (1 − ᾱ_t)): "
+           f"large at small t, so the ELBO cares most about the last, finest steps.")
+
+
+# -- predict the cost of fewer sampling steps ------------------------------------------------------------
+
+def _recorded_fid_ratio() -> float:
+    from ..pretrained import entry
+    table = {row["steps"]: row["classifier_fid"] for row in entry("ddpm")["metrics"]["table"]}
+    return table[10] / table[100]
+
+
+@exercise("prediction")
+def check_ddim_fid_prediction(predict_fid_ratio) -> None:
+    """predict_fid_ratio() -> how many times DDIM-10's classifier FID is DDIM-100's, for the pretrained model
+    (the recipe's table, 1,000 samples per row)."""
+    def why(prediction, measured):
+        text = (f"Ten steps cost a tenth of the time but jump across ~100 time steps each; the x̂_0 guesses of the "
+                f"first jumps are blurry averages and the later steps cannot fully repair them, so the distance to "
+                f"real digits grows by about {measured:.1f}x. From 100 down to 25 steps DDIM loses much less: the "
+                f"table above shows where the curve bends.")
+        if prediction < 1:
+            text += " A ratio below 1 would mean fewer steps give better samples; the integration error only grows."
+        return text
+
+    compare_prediction(predict_fid_ratio, _recorded_fid_ratio, what="FID(DDIM-10) / FID(DDIM-100)", low=0.0,
+                       tolerance=0.25, relative=True, fmt=lambda v: f"{v:.2f}", explanation=why)
+
+
+QUIZ = [
+    Question("Algorithm 1 drops the weights λ_t of the ELBO's denoising terms. What does gradient descent on that "
+             "simple loss then maximise?",
+             options=["The ELBO itself.",
+                      "A reweighted bound, which gives the large-t (noisy) steps more weight than the ELBO does.",
+                      "The exact log-likelihood log p(x_0).",
+                      "Nothing in particular: the simple loss is a heuristic with no link to the ELBO."],
+             answer=1,
+             explanations=["No: only the λ_t-weighted sum is the ELBO; equal weights are a different objective.",
+                           "Yes: λ_t is largest at small t, so equal weights move emphasis toward the noisy steps, "
+                           "which helps samples and costs a little likelihood.",
+                           "No: even the ELBO is only a lower bound on log p(x_0).",
+                           "No: each term is the ELBO's own KL term up to its weight, so it is a reweighted bound."]),
+    Question("Why does the network predict the noise ε rather than the mean μ_θ of the reverse step directly?",
+             options=["Predicting μ_θ is impossible for a U-Net.",
+                      "μ_θ written with ε turns each KL term into a weighted squared error on ε, a target of the same "
+                      "scale at every t, which trains well.",
+                      "ε does not depend on x_0, so the network never needs to see the image.",
+                      "It makes sampling deterministic."],
+             answer=1,
+             explanations=["No: predicting μ_θ works too, it just trained worse in Ho et al.'s experiments.",
+                           "Yes: the two means differ by a known factor times (ε − ε_θ); ε ~ N(0, I) has unit scale at "
+                           "every noise level.",
+                           "No: the network sees x_t, which holds x_0; ε is what separates the two.",
+                           "No: sampling with DDPM stays stochastic; determinism comes from DDIM with η = 0."]),
+    Question("DDIM with η = 0 and DDPM use the same trained network. What is different when sampling?",
+             options=["DDIM needs a network trained with another loss.",
+                      "DDIM is deterministic given x_T and can skip time steps; DDPM adds fresh noise at each of its T steps.",
+                      "DDIM samples are always better.",
+                      "DDPM cannot use the x̂_0 prediction."],
+             answer=1,
+             explanations=["No: DDIM reuses the ε-prediction model trained by Algorithm 1 unchanged.",
+                           "Yes: the η = 0 update moves along the predicted x̂_0 and ε with no new noise, so it can jump "
+                           "many steps at once.",
+                           "No: with few steps DDIM's quality drops (the table in section 7), and DDPM with all T "
+                           "steps is a strong baseline.",
+                           "No: the DDPM mean can be written with x̂_0 as well; lesson 02's posterior mean does that."]),
+    Question("The classifier says 95% of your samples are confident digits, but the histogram shows 40% are 1s. What "
+             "does that tell you?",
+             options=["The model is excellent: confidence is what matters.",
+                      "The model has collapsed toward some classes: clear digits, poor coverage of the data.",
+                      "The classifier is broken.",
+                      "Nothing: histograms of samples are always uneven."],
+             answer=1,
+             explanations=["No: confidence measures how clear each sample is, not whether the samples cover all digits.",
+                           "Yes: each class should be near 10%; confidence and balance measure different failures, "
+                           "which is why the lesson prints both (and a classifier FID, which sees both).",
+                           "No: the same classifier gives 10% per class on real test digits.",
+                           "No: with 1,000 samples the spread around 10% is a point or two, not thirty."]),
+]

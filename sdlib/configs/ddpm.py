@@ -11,7 +11,7 @@ from ..unet import UNetConfig
 
 SCHEDULE = {"name": "linear", "T": 1000}
 
-# The learner's own Algorithm 1 loop in lesson 03 (Exercise 2): plain AdamW in fp32, a few minutes at most.
+# The learner's own Algorithm 1 loop in lesson 03 (Exercise 3): plain AdamW in fp32, a few minutes at most.
 OWN_LOOP = {"steps": 500, "batch_size": 64, "lr": 2e-3}
 
 # What lesson 03 trains with `fit` in about ten minutes on a 2-core CPU. patch_size=2 folds each 2×2 block of pixels
