@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from sdlib import probability
@@ -43,3 +44,86 @@ def test_linear_gaussian_identity_and_posterior():
     dz = z[1] - z[0]
     evidence = torch.logsumexp(model.log_joint(x[:, None], z[None, :]), 1) + torch.log(dz)
     torch.testing.assert_close(evidence, model.log_evidence(x), rtol=0, atol=1e-8)
+
+
+# -- the exact diffusion chain and the linear hierarchical VAE of lesson 01 --------------------------
+
+from sdlib.probability import GaussianChain, LinearHierarchicalVAE, kl_normal as _kl
+
+
+def _chain(**kw):
+    args = dict(alpha=[0.8, 0.5, 0.3], a=[1.1, 0.9, 0.7], c=[0.05, -0.1, 0.2], v=[0.05, 0.2, 0.4])
+    args.update(kw)
+    return GaussianChain(**args)
+
+
+def test_chain_elbo_is_log_evidence_minus_the_posterior_kl():
+    chain = _chain()
+    for x0 in (-1.3, 0.0, 0.7, 2.0):
+        x0 = torch.tensor(x0, dtype=torch.float64)
+        gap = torch.distributions.kl_divergence(chain.q_joint(x0), chain.p_posterior(x0))
+        torch.testing.assert_close(chain.elbo(x0), chain.log_evidence(x0) - gap)
+        assert gap > 0
+
+
+def test_chain_joints_agree_with_their_steps():
+    chain = _chain()
+    x0 = torch.tensor(0.4, dtype=torch.float64)
+    q = chain.q_joint(x0)
+    for t in range(1, chain.T + 1):                       # each marginal of the joint is q(x_t | x_0)
+        mean, var = chain.q_marginal(x0, t)
+        torch.testing.assert_close(q.mean[t - 1], mean)
+        torch.testing.assert_close(q.covariance_matrix[t - 1, t - 1], var)
+    samples = chain.p_joint().sample((200_000,))          # p_theta's x_0 marginal by ancestral sampling
+    joint = chain.p_joint()
+    assert abs(samples[:, 0].mean() - joint.mean[0]) < 0.02
+    assert abs(samples[:, 0].var() - joint.covariance_matrix[0, 0]) < 0.03
+    # ancestral sampling step by step gives the same x_0 distribution
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200_000, generator=g, dtype=torch.float64)
+    for t in range(chain.T, 0, -1):
+        mean, var = chain.p_step(x, t)
+        x = mean + var.sqrt() * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    assert abs(x.mean() - joint.mean[0]) < 0.02 and abs(x.var() - joint.covariance_matrix[0, 0]) < 0.03
+
+
+def test_chain_prior_matching_vanishes_with_alpha_bar():
+    x0 = torch.tensor(0.7, dtype=torch.float64)
+    values = [_chain(alpha=[a] * 3).elbo_terms(x0)["prior_matching"].item() for a in (0.9, 0.5, 0.1, 0.01)]
+    assert all(b < a for a, b in zip(values, values[1:])) and values[-1] < 1e-6
+
+
+def test_chain_refuses_bad_parameters():
+    with pytest.raises(ValueError, match="one entry per step"):
+        GaussianChain(alpha=[0.5, 0.5], a=[1.0], c=[0.0, 0.0], v=[1.0, 1.0])
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        _chain(alpha=[1.2, 0.5, 0.3])
+
+
+def test_hierarchical_vae_bound_sits_under_the_exact_evidence():
+    torch.manual_seed(0)
+    model = LinearHierarchicalVAE(latent_dim=2, T=3)
+    x = torch.linspace(-1, 2, 7, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        elbo = torch.stack([model.elbo(x, g) for _ in range(4000)])
+        log_px = model.log_evidence(x)
+    se = elbo.std(0) / math.sqrt(len(elbo))
+    assert (elbo.mean(0) <= log_px + 4 * se).all()
+    # the evidence is a density over x: it integrates to 1
+    grid = torch.linspace(-30, 30, 20001, dtype=torch.float64)
+    with torch.no_grad():
+        total = torch.trapezoid(model.log_evidence(grid).exp(), grid)
+    assert abs(total.item() - 1) < 1e-6
+
+
+def test_hierarchical_vae_with_a_fixed_encoder_is_the_diffusion_chain():
+    alphas = [0.6, 0.5, 0.4]
+    model = LinearHierarchicalVAE(latent_dim=1, T=3, fixed_alpha=alphas)
+    assert not any(n.startswith(("E", "f", "u")) for n, _ in model.named_parameters())
+    x = torch.tensor([-0.5, 0.3, 1.2], dtype=torch.float64)
+    ab = 0.6 * 0.5 * 0.4
+    with torch.no_grad():
+        torch.testing.assert_close(model.prior_matching(x), _kl(math.sqrt(ab) * x, torch.tensor(1 - ab, dtype=torch.float64)))
+    with pytest.raises(ValueError, match="latent_dim must be 1"):
+        LinearHierarchicalVAE(latent_dim=2, T=3, fixed_alpha=alphas)
