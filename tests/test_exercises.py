@@ -1,5 +1,10 @@
 """Every exercise in every lesson: its checker passes the notebook's own solution, and fails both the
-stub that the student notebooks get and a typical mistake (listed below, one per exercise)."""
+stub that the student notebooks get and a typical mistake (listed below, one per exercise).
+
+Kinds (sdlib.checks.kind_of): for a prediction the "mistake" is an invalid answer (a wrong type, a choice not
+offered, a number out of range), which must fail, while a valid but wrong prediction (WRONG_PREDICTIONS) must pass
+and print the measurement and the gap. Each numbered lesson needs five exercises, two of the deeper kinds
+(derivation, prediction, design), and a quiz; an appendix such as 03b may have fewer. Every QUIZ is checked for consistency and for its "## Quiz" section in the notebook."""
 from __future__ import annotations
 
 import ast
@@ -13,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import NOTEBOOKS
-from sdlib.checks import ExerciseError
+from helpers import NOTEBOOKS, mnist_folder
+from sdlib.checks import KINDS, ExerciseError, kind_of
+from sdlib.quiz import Question
 from sdlib.student import has_solution, strip_solutions
 
 # A typical mistake for each exercise, as code that replaces the solution cell.
@@ -35,6 +41,14 @@ MISTAKES = {
                                    "    mean = (math.sqrt(alpha_bar_prev) * beta_t / (1 - alpha_bar_t)) * x0 \\\n"
                                    "        + (math.sqrt(1 - beta_t) * (1 - alpha_bar_prev) / (1 - alpha_bar_t)) * xt\n"
                                    "    return mean, beta_t\n"),
+    # a prediction's "mistake" is an invalid answer: a choice that is not offered
+    ("02", "predict_more_signal_at_500"): "def predict_more_signal_at_500():\n    return 'the cosine one'\n",
+    ("01", "predict_shrink_factor"): "def predict_shrink_factor():\n    return 'ten'\n",   # a string, not a number
+    ("01", "chain_marginal"): ("def chain_marginal(x0, alphas):\n"                     # the variances simply added
+                               "    return torch.prod(alphas).sqrt() * x0, (1 - alphas).sum()\n"),
+    ("03", "elbo_weight"): ("def elbo_weight(beta_t, alpha_t, alpha_bar_t, sigma2_t):\n"   # alpha_t forgotten
+                            "    return beta_t ** 2 / (2 * sigma2_t * (1 - alpha_bar_t))\n"),
+    ("03", "predict_fid_ratio"): "def predict_fid_ratio():\n    return -1.0\n",          # a ratio cannot be negative
     ("03", "simple_loss"): ("def simple_loss(model, x0, t, eps, alpha_bar_t):\n"
                             "    xt = alpha_bar_t.sqrt() * x0 + (1 - alpha_bar_t).sqrt() * eps\n"
                             "    return F.mse_loss(model(xt, t), x0)\n"),
@@ -59,6 +73,12 @@ MISTAKES = {
     ("03", "ddim_step"): ("def ddim_step(xt, eps_pred, alpha_bar_t, alpha_bar_prev):\n"
                           "    x0_pred = (xt - math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(alpha_bar_t)\n"
                           "    return math.sqrt(alpha_bar_prev) * x0_pred\n"),
+    ("04", "kl_diagonal"): ("def kl_diagonal(mu_q, logvar_q, mu_p, logvar_p):\n"       # KL(p || q), the other way
+                            "    var_q, var_p = logvar_q.exp(), logvar_p.exp()\n"
+                            "    return 0.5 * (logvar_q - logvar_p + (var_p + (mu_q - mu_p) ** 2) / var_q - 1).flatten(1).sum(1)\n"),
+    ("04", "choose_latent_scale"): ("def choose_latent_scale(autoencoder, images):\n"        # samples, not the means
+                                    "    with torch.no_grad():\n"
+                                    "        return 1.0 / autoencoder.encode(images).sample().std().item()\n"),
     ("04", "reparameterize"): "def reparameterize(mu, logvar, eps):\n    return mu + torch.exp(logvar) * eps\n",
     ("04", "kl_standard_normal"): ("def kl_standard_normal(mu, logvar):\n"
                                    "    return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).mean(1)\n"),
@@ -72,6 +92,13 @@ MISTAKES = {
                                  "    return F.cross_entropy(logits, torch.arange(logits.shape[0]))\n"),
     ("05", "zero_shot_predict"): ("def zero_shot_predict(image_features, class_text_features):\n"
                                   "    return (image_features @ class_text_features.T).argmax(dim=1)\n"),
+    ("05", "contrastive_loss_grad"): ("def contrastive_loss_grad(logits):\n"             # the rows' direction only
+                                      "    n = logits.shape[0]\n"
+                                      "    return (logits.softmax(dim=1) - torch.eye(n)) / n\n"),
+    ("05", "predicted_zero_shot_accuracy"): "def predicted_zero_shot_accuracy():\n    return 97\n",   # percent
+    ("06", "attention_block_facts"): ("def attention_block_facts(B, C, H, W, L, context_dim, heads):\n"   # K, V C×C
+                                      "    return (B, heads, H * W, L), 18 * C * C + 23 * C\n"),
+    ("06", "predicted_parameter_growth"): "def predicted_parameter_growth():\n    return float('nan')\n",
     ("06", "scaled_dot_product_attention"): ("def scaled_dot_product_attention(q, k, v, mask=None):\n"
                                              "    scores = q @ k.transpose(-2, -1)\n"
                                              "    if mask is not None:\n"
@@ -110,10 +137,33 @@ MISTAKES = {
                              "    remaining = timesteps[:n]\n"
                              "    ab = alpha_bar[remaining[0]]\n"
                              "    return ab.sqrt() * z0 + (1 - ab).sqrt() * eps, remaining\n"),
+    ("07", "predicted_accuracy_at_w0"): "def predicted_accuracy_at_w0():\n    return '10%'\n",   # a string
+    ("07", "choose_guidance_scale"): "def choose_guidance_scale():\n    return 3.0\n",   # more guidance than needed
+    ("08", "predicted_flop_ratio"): "def predicted_flop_ratio():\n    return '1.5'\n",        # a string
+    ("08", "choose_strength"): "def choose_strength():\n    return 0.8\n",                   # the style is lost
     ("08", "latent_mask"): "def latent_mask(masks):\n    return F.avg_pool2d(masks.float(), 4)\n",
     ("08", "inpaint_merge"): ("def inpaint_merge(z_prev, z_known, keep, t_prev, alpha_bar, eps):\n"
                               "    return keep * z_known + (1 - keep) * z_prev\n"),
 }
+
+
+# A valid prediction that misses: the checker must teach from it (print the measurement and the gap), not fail.
+WRONG_PREDICTIONS = {
+    ("01", "predict_shrink_factor"): "def predict_shrink_factor():\n    return 100.0\n",
+    ("03", "predict_fid_ratio"): "def predict_fid_ratio():\n    return 5.0\n",
+    ("02", "predict_more_signal_at_500"): "def predict_more_signal_at_500():\n    return 'linear'\n",
+    ("05", "predicted_zero_shot_accuracy"): "def predicted_zero_shot_accuracy():\n    return 0.3\n",
+    ("06", "predicted_parameter_growth"): "def predicted_parameter_growth():\n    return 2\n",
+    ("07", "predicted_accuracy_at_w0"): "def predicted_accuracy_at_w0():\n    return 0.9\n",
+    ("08", "predicted_flop_ratio"): "def predicted_flop_ratio():\n    return 16.0\n",
+}
+
+# Checkers that measure on MNIST digits (skipped, like the notebooks, where MNIST cannot be had).
+NEEDS_MNIST = {("04", "choose_latent_scale"), ("05", "predicted_zero_shot_accuracy"), ("08", "choose_strength")}
+
+# Every numbered lesson (not an appendix such as 03b): five exercises, two of the deeper kinds, and a quiz.
+NUMBERED_LESSONS = tuple(p.name[:2] for p in NOTEBOOKS if p.name[:2].isdigit() and p.name[2] == "_")
+DEEPER = {"derivation", "prediction", "design"}
 
 
 def _exercises():
@@ -125,9 +175,20 @@ def _exercises():
             if not has_solution(cell.source):
                 continue
             defined = [n.name for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef)]
-            checks = [(n.func.id, n.args[0].id) for n in ast.walk(ast.parse(cells[i + 1].source))
-                      if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id.startswith("check_")
-                      and n.args and isinstance(n.args[0], ast.Name)]
+            # The checker cell follows the exercise: at once, or (predict, then run) after the cell that runs it.
+            following = []
+            for later in cells[i + 1:]:
+                if has_solution(later.source):
+                    break
+                following.append(later)
+            checks = []
+            for later in following:
+                checks = [(n.func.id, n.args[0].id) for n in ast.walk(ast.parse(later.source))
+                          if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id.startswith("check_")
+                          and n.args and isinstance(n.args[0], ast.Name) and n.args[0].id in defined]
+                if checks:
+                    break
+            assert checks, f"{path.name}: no checker cell follows the exercise defining {defined}"
             for checker, argument in checks:
                 assert argument in defined, f"{path.name}: {checker}({argument}) checks a function the exercise cell does not define"
                 found.append(pytest.param(lesson, argument, checker, cell.source, id=f"{path.stem}:{argument}"))
@@ -135,6 +196,14 @@ def _exercises():
 
 
 EXERCISES = _exercises()
+
+
+@pytest.fixture(autouse=True)
+def _mnist_where_needed(request):
+    """Skip a test of a checker that measures on MNIST where MNIST is not available (as the notebooks do)."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    if (params.get("lesson"), params.get("name")) in NEEDS_MNIST:
+        mnist_folder()
 
 
 def _define(source: str, name: str):
@@ -154,6 +223,32 @@ def test_every_lesson_has_three_exercises_and_every_exercise_a_mistake():
         per_lesson[lesson] = per_lesson.get(lesson, 0) + 1
     assert all(per_lesson.get(nb.name[:2], 0) >= 3 for nb in NOTEBOOKS), per_lesson
     assert {(p.values[0], p.values[1]) for p in EXERCISES} == set(MISTAKES)
+
+
+def _kinds(notebook: str) -> list[str]:
+    """The kind of every exercise of one notebook ("02", "03b", ...)."""
+    return [kind_of(_checker(p.values[0], p.values[2])) for p in EXERCISES if p.id.split("_")[0] == notebook]
+
+
+@pytest.mark.parametrize("notebook", NUMBERED_LESSONS)
+def test_lesson_has_five_exercises_two_of_them_deeper(notebook):
+    kinds = _kinds(notebook)
+    assert set(kinds) <= set(KINDS), kinds
+    assert len(kinds) >= 5, f"lesson {notebook}: {len(kinds)} exercises ({kinds}), at least 5 needed"
+    assert sum(k in DEEPER for k in kinds) >= 2, f"lesson {notebook}: kinds {kinds}, at least 2 of {sorted(DEEPER)}"
+
+
+def test_every_prediction_has_a_wrong_prediction_to_teach_from():
+    predictions = {(p.values[0], p.values[1]) for p in EXERCISES if kind_of(_checker(p.values[0], p.values[2])) == "prediction"}
+    assert predictions and predictions == set(WRONG_PREDICTIONS)
+
+
+@pytest.mark.parametrize("lesson, name, checker, source",
+                         [p for p in EXERCISES if (p.values[0], p.values[1]) in WRONG_PREDICTIONS])
+def test_a_wrong_but_valid_prediction_passes_with_a_lesson(lesson, name, checker, source, capsys):
+    _checker(lesson, checker)(_define(WRONG_PREDICTIONS[(lesson, name)], name))     # does not raise
+    out = capsys.readouterr().out
+    assert "Correct" not in out and "Measured:" in out and "You predicted" in out, out
 
 
 @pytest.mark.parametrize("lesson, name, checker, source", EXERCISES)
@@ -292,3 +387,56 @@ def test_lesson03_training_loop_checker_names_the_mistake(change, message):
 def test_lesson03_training_loop_reference_passes(capsys):
     _checker("03", "check_training_loop")(_define(_LOOP, "train_ddpm"))
     assert "Correct" in capsys.readouterr().out
+
+
+# --- quizzes --------------------------------------------------------------------------------------------
+
+def _quizzes():
+    """(lesson, QUIZ) for every lesson checks module that has a QUIZ."""
+    found = []
+    for path in NOTEBOOKS:
+        lesson = path.name.split("_")[0]
+        try:
+            module = importlib.import_module(f"sdlib.checks.lesson{lesson}")
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, "QUIZ"):
+            found.append(pytest.param(lesson, module.QUIZ, path, id=f"lesson{lesson}"))
+    return found
+
+
+QUIZZES = _quizzes()
+
+
+def test_the_lessons_with_deeper_exercises_have_a_quiz():
+    assert set(NUMBERED_LESSONS) <= {p.values[0] for p in QUIZZES}
+
+
+@pytest.mark.parametrize("lesson, quiz, path", QUIZZES)
+def test_quiz_is_consistent(lesson, quiz, path):
+    assert isinstance(quiz, list) and 3 <= len(quiz) <= 5, f"lesson {lesson}: {len(quiz)} questions, 3 to 5 wanted"
+    for q in quiz:
+        assert isinstance(q, Question)
+        assert len(q.explanations) == len(q.options) >= 3, q.text
+        assert 0 <= q.answer < len(q.options)
+        # exactly one option is right: its explanation says so, and every other one says why it is wrong
+        verdicts = [e.split(":")[0].split(",")[0].strip() for e in q.explanations]
+        assert [v.startswith("Yes") for v in verdicts].count(True) == 1 and verdicts[q.answer].startswith("Yes"), q.text
+        assert all(v.startswith("No") for i, v in enumerate(verdicts) if i != q.answer), q.text
+        assert len(set(q.explanations)) == len(q.explanations), q.text
+    assert len({q.text for q in quiz}) == len(quiz)
+
+
+@pytest.mark.parametrize("lesson, quiz, path", QUIZZES)
+def test_notebook_shows_its_quiz_before_the_summary(lesson, quiz, path):
+    cells = nbformat.read(str(path), as_version=4).cells
+    headings = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("## Quiz")]
+    assert len(headings) == 1, f"{path.name}: one markdown cell starting with '## Quiz' wanted, found {len(headings)}"
+    code = next(c for c in cells[headings[0] + 1:] if c.cell_type == "code")
+    tree = ast.parse(code.source)
+    imports = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "show_quiz"]
+    assert (f"sdlib.checks.lesson{lesson}", "QUIZ") in imports and ("sdlib.quiz", "show_quiz") in imports, code.source
+    assert calls and isinstance(calls[0].args[0], ast.Name) and calls[0].args[0].id == "QUIZ", code.source
+    summary = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Summary" in c.source]
+    assert summary and headings[0] < summary[0], f"{path.name}: the quiz should come before the summary"

@@ -279,3 +279,26 @@ def test_default_run_writes_every_lesson(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert student.main([]) == 0
     assert sorted(p.name for p in (tmp_path / "student").glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
+
+
+def test_a_prediction_is_left_blank_and_a_quiz_untouched(tmp_path):
+    """Every kind of exercise is one function between markers: a prediction becomes a stub (a blank prediction,
+    which its checker refuses as not written yet) and the quiz cells stay as they are."""
+    from sdlib.checks import ExerciseError
+    from sdlib.checks.lesson02 import check_signal_prediction
+
+    prediction = ('def predict_more_signal_at_500():\n    """Your prediction."""\n    ### BEGIN SOLUTION\n'
+                  '    return "cosine"\n    ### END SOLUTION')
+    checker = "from sdlib.checks.lesson02 import check_signal_prediction\n\ncheck_signal_prediction(predict_more_signal_at_500)"
+    quiz_md = new_markdown_cell("## Quiz\n\nFour questions.")
+    quiz_code = "from sdlib.checks.lesson02 import QUIZ\nfrom sdlib.quiz import check_answer, show_quiz\n\nshow_quiz(QUIZ)"
+    src = write_notebook(tmp_path / "in" / "02_x.ipynb", prediction, checker, quiz_md, quiz_code)
+    dst = tmp_path / "out" / "02_x.ipynb"
+    assert student.make_student_notebook(src, dst) == 1
+    made = nbformat.read(str(dst), as_version=4).cells
+    assert '"cosine"' not in made[0].source and student.STUB in made[0].source
+    assert [c.source for c in made[1:]] == [checker, quiz_md.source, quiz_code]
+    namespace = {}
+    exec(made[0].source, namespace)
+    with pytest.raises(ExerciseError, match="not written yet"):
+        check_signal_prediction(namespace["predict_more_signal_at_500"])

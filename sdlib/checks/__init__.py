@@ -4,12 +4,43 @@ A checker takes the learner's function, runs it on cases whose answers are known
 the library or by an independent formula), and either prints a line starting with "Correct" or
 raises ExerciseError with what went wrong and a hint. A stub that still raises
 NotImplementedError gets its own message.
+
+Every exercise is one function between `### BEGIN SOLUTION` / `### END SOLUTION` markers, whatever
+its kind; the kind is recorded on the checker with `@exercise(kind)` (unmarked checkers are
+"formula") and tests/test_exercises.py counts the kinds per lesson:
+
+* "formula": implement a formula the lesson gives (any checker without the decorator).
+* "derivation": the learner derives a result the lesson does not print and returns it as a
+  function; the checker compares it with the truth on many random inputs and names the typical
+  mistake. `check_random_cases` does the loop:
+
+      @exercise("derivation")
+      def check_kl_diagonal(kl_diagonal):
+          check_random_cases(kl_diagonal, reference, cases, what="the KL",
+                             mistakes=[(wrong_fn, "what this mistake is")], hint="...")
+          passed("...")
+
+* "prediction" (predict, then run): a function of no arguments returns a number or one of a few
+  choices, written before the cell that measures the answer. `compare_prediction` validates the
+  answer (a stub, a wrong type, a choice not offered or a number that is not finite or out of range
+  raise ExerciseError), then measures, and prints "Correct! ..." or, for a valid prediction that
+  misses, the measurement, the gap and why; a wrong prediction never raises.
+
+      @exercise("prediction")
+      def check_signal_prediction(predict_more_signal):
+          compare_prediction(predict_more_signal, measure, what="...", choices=("linear", "cosine"),
+                             explanation="...")
+
+* "design": a function of no arguments returns a setting chosen to meet a stated target;
+  `read_answer` validates it and the checker measures the outcome (with the pretrained weights,
+  so that it means the same in the quick and the full mode) and raises ExerciseError when the
+  target is missed, saying by how much and which way to move.
 """
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -101,3 +132,125 @@ def expect(condition: bool, message: str) -> None:
 
 def isclose(a: float, b: float, rel: float = 1e-6, abs_: float = 1e-9) -> bool:
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+# -- kinds of exercise --------------------------------------------------------------------------------
+
+KINDS = ("formula", "derivation", "prediction", "design")
+
+
+def exercise(kind: str):
+    """Decorator recording a checker's kind of exercise (one of KINDS) as `checker.kind`."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+    def mark(checker):
+        checker.kind = kind
+        return checker
+
+    return mark
+
+
+def kind_of(checker) -> str:
+    """The kind of exercise a checker checks: "formula" unless @exercise says otherwise."""
+    return getattr(checker, "kind", "formula")
+
+
+# -- derivations: many random inputs, the typical mistakes named ------------------------------------
+
+def _matches(got: torch.Tensor, want, rtol: float, atol: float) -> bool:
+    want = as_tensor(want, "the reference")
+    return (got.shape == want.shape and bool(torch.isfinite(got.double()).all())
+            and torch.allclose(got.detach().double().cpu(), want.detach().double().cpu(), rtol=rtol, atol=atol))
+
+
+def check_random_cases(fn: Callable, reference: Callable, cases, *, what: str, mistakes: Sequence = (),
+                       hint: str = "", rtol: float = 1e-5, atol: float = 1e-7) -> int:
+    """Compare fn(*args) with reference(*args) for every tuple of arguments in `cases`.
+
+    mistakes: (wrong, message) pairs, `wrong` a function of the same arguments computing a typical
+    mistake; an answer that matches one (and not the reference) raises ExerciseError(message).
+    Arguments that are tensors are cloned before fn sees them, so an in-place change cannot leak
+    into the reference. Returns the number of cases checked."""
+    n = 0
+    for args in cases:
+        args = tuple(args)
+        got = call(fn, *(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
+        want = reference(*args)
+        got_t = as_tensor(got, what, like=as_tensor(want, "the reference"))
+        if not _matches(got_t, want, rtol, atol):
+            for wrong, message in mistakes:
+                if _matches(got_t, wrong(*args), rtol, atol):
+                    raise ExerciseError(message)
+        expect_close(got_t, want, what, hint=hint, rtol=rtol, atol=atol)
+        n += 1
+    return n
+
+
+# -- predictions and design decisions: one answer, validated ------------------------------------------
+
+def read_answer(fn: Callable, *args, choices: Sequence[str] | None = None, low: float | None = None,
+                high: float | None = None, name: str | None = None):
+    """Call a prediction's or a design decision's function (with `args`, usually none) and return its answer.
+
+    choices: the strings allowed (compared without case or surrounding spaces; the choice is returned as
+    spelled in `choices`). Otherwise the answer must be a real number (a float, an int, a NumPy scalar
+    or a one-element tensor; not a bool), finite, and within [low, high] where given.
+    A stub, a wrong type, a choice not offered or a number out of range raises ExerciseError."""
+    name = name or getattr(fn, "__name__", "your function")
+    value = call(fn, *args, name=name)
+    if choices is not None:
+        offered = ", ".join(repr(c) for c in choices)
+        if not isinstance(value, str):
+            raise ExerciseError(f"{name} should return one of the choices as a string ({offered}), got "
+                                f"{type(value).__name__} {value!r}")
+        lookup = {c.strip().lower(): c for c in choices}
+        key = value.strip().lower()
+        if key not in lookup:
+            raise ExerciseError(f"{name} returned {value!r}, which is not one of the choices: {offered}")
+        return lookup[key]
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype == torch.bool:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ExerciseError(f"{name} should return a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ExerciseError(f"{name} returned {value}: give a finite number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = (f"between {low:g} and {high:g}" if low is not None and high is not None
+                else f"at least {low:g}" if low is not None else f"at most {high:g}")
+        raise ExerciseError(f"{name} returned {value:g}, but the answer must lie {span}")
+    return value
+
+
+def compare_prediction(predict: Callable, measure, *, what: str, choices: Sequence[str] | None = None,
+                       low: float | None = None, high: float | None = None, tolerance: float = 0.0,
+                       relative: bool = False, fmt: Callable = None, explanation="") -> bool:
+    """Predict, then run: validate the learner's prediction, measure, and teach from the difference.
+
+    measure: the measured answer, or a function of no arguments that measures it (called only after the
+    prediction is valid). A number is right when it is within `tolerance` of the measurement (a fraction
+    of it if `relative`); a choice when it is the measured choice. explanation: a string, or a function
+    (prediction, measured) -> string, printed in both cases. Prints "Correct! ..." for a right
+    prediction and the measurement with the gap for a wrong one; returns whether it was right. Only an
+    invalid prediction (see read_answer) raises."""
+    prediction = read_answer(predict, choices=choices, low=low, high=high)
+    measured = measure() if callable(measure) else measure
+    fmt = fmt or (str if choices is not None else (lambda v: f"{v:.3g}"))
+    if choices is not None:
+        right = prediction == measured
+        gap = ""
+    else:
+        error = abs(prediction - measured)
+        right = error <= (tolerance * abs(measured) if relative else tolerance)
+        d = prediction - measured
+        gap = f", off by {'+' if d > 0 else '-'}{fmt(abs(d))}"
+        if relative and measured != 0 and prediction != 0:
+            gap += f" ({prediction / measured:.2g} times the measurement)"
+    why = explanation(prediction, measured) if callable(explanation) else explanation
+    if right:
+        passed(f"you predicted {fmt(prediction)} for {what}, and the measurement gives {fmt(measured)}. {why}".strip())
+    else:
+        print(f"Measured: {what} = {fmt(measured)}. You predicted {fmt(prediction)}{gap}. A prediction that misses "
+              f"is not a failed exercise: the gap is the lesson. {why}".strip())
+    return right

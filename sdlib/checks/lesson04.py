@@ -1,10 +1,14 @@
 """Checkers for lesson 04 (autoencoders and VAEs)."""
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 
+from ..quiz import Question
 from ..vae import kl_to_standard_normal, reconstruction_nll
-from . import ExerciseError, as_tensor, call, expect, expect_close, passed
+from . import ExerciseError, as_tensor, call, check_random_cases, exercise, expect, expect_close, passed, read_answer
 
 
 def check_reparameterize(reparameterize) -> None:
@@ -67,3 +71,152 @@ def check_vae_loss(vae_loss_fn) -> None:
                      hint="targets are (x + 1) / 2; loss = mean over images of [BCE summed over pixels + beta * KL].",
                      rtol=1e-4, atol=1e-3)
     passed("reconstruction (a sum over pixels) plus beta times the KL, averaged over the batch.")
+
+
+def _kl_diagonal(mu_q, logvar_q, mu_p, logvar_p):
+    """KL(N(mu_q, exp(logvar_q)) || N(mu_p, exp(logvar_p))) per image, summed over every other dimension."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1).flatten(1).sum(1)
+
+
+def _kl_cases(g: torch.Generator):
+    for shape in [(5, 3), (4, 2, 3, 3), (2, 1), (3, 16)]:
+        mu_q, mu_p = torch.randn(shape, generator=g) * 2, torch.randn(shape, generator=g)
+        logvar_q, logvar_p = torch.randn(shape, generator=g), torch.randn(shape, generator=g) * 1.5
+        yield mu_q.double(), logvar_q.double(), mu_p.double(), logvar_p.double()
+    zeros = torch.zeros(3, 4, dtype=torch.float64)                 # p = N(0, I): Exercise 2's KL
+    yield torch.randn(3, 4, generator=g).double(), torch.randn(3, 4, generator=g).double(), zeros, zeros
+
+
+@exercise("derivation")
+def check_kl_diagonal(kl_diagonal) -> None:
+    """kl_diagonal(mu_q, logvar_q, mu_p, logvar_p) -> KL(q || p) for two diagonal Gaussians, one value per image
+    (summed over every dimension but the first), compared with the truth on random inputs."""
+    g = torch.Generator().manual_seed(3)
+    flat = lambda x: x.flatten(1).sum(1)
+    mistakes = [
+        (lambda mq, lq, mp, lp: _kl_diagonal(mp, lp, mq, lq),
+         "That is KL(p || q), the other direction: the KL is not symmetric. The expectation is over q, so q's "
+         "variance is the one divided by p's: ½ Σ (log σ_p² - log σ_q² + (σ_q² + (μ_q - μ_p)²) / σ_p² - 1)."),
+        (lambda mq, lq, mp, lp: flat(0.5 * (lp - lq + lq.exp() / lp.exp() + (mq - mp) ** 2 - 1)),
+         "Divide the squared distance of the means by σ_p² too: E_q[(z - μ_p)²] / σ_p² = (σ_q² + (μ_q - μ_p)²) / σ_p²."),
+        (lambda mq, lq, mp, lp: flat(0.5 * (lq - lp + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1)),
+         "The log term has the wrong sign: E_q[log q - log p] contributes log σ_p - log σ_q = ½ (log σ_p² - log σ_q²)."),
+        (lambda mq, lq, mp, lp: 2 * _kl_diagonal(mq, lq, mp, lp),
+         "Twice the KL: every term of the Gaussian log-density carries a factor ½."),
+        (lambda mq, lq, mp, lp: flat(0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp())),
+         "The -1 is missing: it is E_q[(z - μ_q)² / σ_q²] = 1, the log q(z) term's expectation."),
+    ]
+    n = check_random_cases(kl_diagonal, _kl_diagonal, _kl_cases(g), what="the KL", mistakes=mistakes,
+                           hint="KL = ½ Σ (log σ_p² - log σ_q² + (σ_q² + (μ_q - μ_p)²) / σ_p² - 1), summed per image.",
+                           rtol=1e-5, atol=1e-6)
+    passed(f"KL between diagonal Gaussians right on {n} random batches; with p = N(0, I) it is Exercise 2's KL.")
+
+
+LATENT_TARGET = (0.95, 1.05)          # the std of the scaled latents of held-out digits must fall in here
+
+
+@functools.lru_cache(maxsize=1)
+def _latent_setting():
+    """The pretrained autoencoder, 500 training digits for the learner, and the posterior means of 500 test
+    digits to measure on (cached: loaded once per session)."""
+    from ..data import load_mnist
+    from ..pretrained import load_pretrained
+
+    vae = load_pretrained("vae", device="cpu")
+    train = load_mnist("train", subset=500).images
+    with torch.no_grad():
+        held_out = vae.encode(load_mnist("test", subset=500).images).mode()
+    return vae, train, held_out
+
+
+@exercise("design")
+def check_latent_scale(choose_latent_scale) -> None:
+    """choose_latent_scale(autoencoder, images) -> one number s: the pretrained convolutional autoencoder and 500
+    training digits are given; s times the posterior means of 500 *test* digits must have a standard deviation
+    within LATENT_TARGET of 1 (measured here with the pretrained weights)."""
+    vae, train, held_out = _latent_setting()
+    scale_before = vae.latent_scale.clone()
+    try:
+        s = read_answer(choose_latent_scale, vae, train.clone(), low=0.0, name="choose_latent_scale")
+    finally:
+        vae.latent_scale.copy_(scale_before)          # set_latent_scale may have changed the cached model
+    if s <= 0:
+        raise ExerciseError("the scale must be positive: a factor of 0 erases the latents")
+    std = (held_out * s).std().item()
+    lo, hi = LATENT_TARGET
+    if not lo <= std <= hi:
+        means_std = held_out.std().item()
+        with torch.no_grad():
+            sample_std = vae.encode(train[:200]).sample(torch.Generator().manual_seed(0)).std().item()
+        hint = ""
+        if math.isclose(s, 1 / sample_std, rel_tol=0.1):
+            hint = (f" Your factor is about 1 / the spread of *samples* z = μ + σ ε ({sample_std:.2f}). The diffusion model is "
+                    f"trained on the posterior means (encode(x).mode()), whose spread is only {means_std:.2f}: three of the "
+                    f"four channels collapsed to the prior, so their samples are almost pure N(0, 1) noise.")
+        elif math.isclose(s, 1 / means_std ** 2, rel_tol=0.1):
+            hint = " You divided by the variance; unit variance needs 1 / standard deviation."
+        elif math.isclose(s, means_std, rel_tol=0.1):
+            hint = " You multiplied by the standard deviation; divide by it."
+        raise ExerciseError(f"with your factor {s:.4g} the scaled latents of 500 held-out test digits have standard "
+                            f"deviation {std:.3f}; the target is between {lo} and {hi}: "
+                            f"{'smaller' if std > hi else 'larger'} factor needed.{hint}")
+    passed(f"factor {s:.4g}: the scaled latents of 500 held-out test digits have standard deviation {std:.3f} "
+           f"(the recipe's factor, measured on 60,000 digits: {scale_before.item():.4g}).")
+
+
+QUIZ = [
+    Question(
+        "A plain autoencoder reconstructs digits well from a 2-D code. Why can it still not generate new digits?",
+        options=["Its decoder is too small to draw a digit from two numbers.",
+                 "Nothing organises its code space: the codes form streaks with holes between them, and no known "
+                 "distribution says where to draw a new code.",
+                 "It was trained with cross-entropy instead of squared error.",
+                 "Its encoder is deterministic, so it cannot be run backwards."],
+        answer=1,
+        explanations=["No: the same decoder decodes the codes of real digits well; the trouble is where a *new* code "
+                      "comes from.",
+                      "Yes: a random code usually lands in a hole and decodes to no digit. The VAE's KL term packs the "
+                      "codes into N(0, I), which also says how to draw a new one.",
+                      "No: the loss of the reconstruction does not organise the code space either way.",
+                      "No: generating needs only the decoder and a code; the encoder is not run backwards in a VAE either."]),
+    Question(
+        "What does the reparameterisation z = μ + σ ⊙ ε make possible?",
+        options=["Sampling z without random numbers.",
+                 "Backpropagating through the sampling: z is a differentiable function of μ and σ, and through them "
+                 "of the encoder's weights φ, while the randomness sits in ε.",
+                 "Learning ε as a parameter of the model.",
+                 "Making the KL term zero."],
+        answer=1,
+        explanations=["No: ε ~ N(0, I) is still random; only where the randomness enters has moved.",
+                      "Yes: the gradient of the expected loss becomes the average of the gradients of single samples, "
+                      "each flowing through μ and σ into φ.",
+                      "No: ε is an input drawn afresh every time, with nothing to learn (it has no gradient).",
+                      "No: the KL depends on μ and σ, not on how z is sampled."]),
+    Question(
+        "Training a VAE with a much larger β (weight on the KL), what do you expect?",
+        options=["Sharper reconstructions and codes that spread out.",
+                 "Blurrier reconstructions and codes packed more tightly into N(0, I); in the extreme, codes that say "
+                 "nothing about the digit.",
+                 "No change: β only rescales the loss.",
+                 "The KL becomes negative."],
+        answer=1,
+        explanations=["No: that is the small-β side, which drifts back toward a plain autoencoder.",
+                      "Yes: each nat of information the code carries costs β; with β large the encoder stays near the "
+                      "prior and the decoder draws an average digit (section 3's comparison).",
+                      "No: β changes the balance between the two terms, so it changes the minimum, not only its value.",
+                      "No: a KL divergence is never negative, whatever its weight."]),
+    Question(
+        "Three of the four channels of the convolutional autoencoder's latent have posterior means near 0 and "
+        "standard deviations near 1 for every digit. What does that mean?",
+        options=["Those channels carry most of the digit's information.",
+                 "Posterior collapse: for those channels q(z | x) equals the prior whatever x, so they carry no "
+                 "information, and the digit travels in the remaining channel.",
+                 "The encoder is broken and must be retrained.",
+                 "Those channels hold the noise that the diffusion model removes."],
+        answer=1,
+        explanations=["No: a posterior that does not depend on x can tell the decoder nothing about x.",
+                      "Yes: with β = 1 spending nats in those channels did not buy enough reconstruction; their KL is near "
+                      "0. Stable Diffusion weighs its KL far less to keep every channel in use.",
+                      "No: the reconstructions are good; this is what the β = 1 objective chose, not a failure.",
+                      "No: the diffusion model adds and removes its own noise; these channels are simply constant means."]),
+]

@@ -1,13 +1,16 @@
 """Checkers for lesson 05 (CLIP from scratch)."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
 from ..clip import clip_loss
-from . import ExerciseError, as_tensor, call, expect, expect_close, passed
+from ..quiz import Question
+from . import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect, expect_close,
+               passed)
 
 
 def check_similarity(similarity_matrix) -> None:
@@ -70,3 +73,160 @@ def check_zero_shot(zero_shot_predict) -> None:
     expect(torch.equal(got_t.long(), want), f"predicted classes {got_t.tolist()}, expected {want.tolist()}: "
                                             "argmax over classes of the cosine similarity")
     passed("zero-shot classification: a classifier whose classes are sentences.")
+
+
+def _loss_gradient(logits: torch.Tensor) -> torch.Tensor:
+    """d loss / d logits of the symmetric contrastive loss (no shared captions), by autograd."""
+    with torch.enable_grad():
+        s = logits.detach().clone().requires_grad_(True)
+        target = torch.arange(len(s))
+        ((F.cross_entropy(s, target) + F.cross_entropy(s.T, target)) / 2).backward()
+    return s.grad
+
+
+def _gradient_cases(g: torch.Generator):
+    for n, scale in [(2, 1.0), (3, 4.0), (5, 0.5), (8, 10.0), (6, 2.0), (4, 20.0)]:
+        yield (torch.randn(n, n, generator=g, dtype=torch.float64) * scale,)
+
+
+@exercise("derivation")
+def check_loss_gradient(contrastive_loss_grad) -> None:
+    """contrastive_loss_grad(logits) -> (N, N): the derivative of Exercise 2's loss with respect to every logit S_ij,
+    derived by hand (the checker runs it under torch.no_grad, so autograd cannot do it) and compared with autograd
+    on random matrices."""
+    g = torch.Generator().manual_seed(4)
+    eye = lambda s: torch.eye(len(s), dtype=s.dtype)
+    rows = lambda s: s.softmax(dim=1)
+    cols = lambda s: s.softmax(dim=0)
+    n_ = lambda s: len(s)
+    mistakes = [
+        (lambda s: -_loss_gradient(s), "The sign is flipped: raising a diagonal logit lowers the loss, so its derivative "
+                                       "is negative, softmax - 1 < 0; the off-diagonal ones get +softmax."),
+        (lambda s: (rows(s) - eye(s)) / (2 * n_(s)), "Only the row (image -> text) term: S_ij also appears in column j's "
+                                                     "softmax, the text -> image direction; add its derivative."),
+        (lambda s: (rows(s) - eye(s)) / n_(s), "Only the row (image -> text) term: S_ij also appears in column j's "
+                                               "softmax, the text -> image direction; add its derivative and halve."),
+        (lambda s: (rows(s) + cols(s) - 2 * eye(s)) / 2, "The 1/N is missing: each cross-entropy is a mean over the N "
+                                                          "rows (or columns)."),
+        (lambda s: (rows(s) + cols(s) - 2 * eye(s)) / n_(s), "The ½ is missing: the loss averages the two directions."),
+        (lambda s: (rows(s) + s.T.softmax(dim=1) - 2 * eye(s)) / (2 * n_(s)),
+         "The column term is transposed: the softmax over column j, evaluated at row i, is S.softmax(dim=0)[i, j]."),
+    ]
+
+    def no_autograd(logits):
+        with torch.no_grad():
+            return call(contrastive_loss_grad, logits)
+
+    no_autograd.__name__ = getattr(contrastive_loss_grad, "__name__", "your function")
+    try:
+        n = check_random_cases(no_autograd, _loss_gradient, _gradient_cases(g), what="the gradient", mistakes=mistakes,
+                               hint="dL/dS_ij = (softmax(S_i,:)_j + softmax(S_:,j)_i - 2·[i = j]) / (2N).",
+                               rtol=1e-5, atol=1e-8)
+    except ExerciseError as error:
+        if "does not require grad" in str(error) or "grad_fn" in str(error):
+            raise ExerciseError(f"{error}\nThis exercise runs under torch.no_grad(): derive the gradient by hand from the "
+                                f"softmax's derivative instead of calling backward().") from None
+        raise
+    passed(f"the gradient of the contrastive loss, right on {n} random matrices: each true pair's logit is pulled up by "
+           f"(1 - its softmax) per direction, each wrong pair's pushed down by the probability it steals.")
+
+
+ZERO_SHOT_DIGITS = 1000
+
+
+@functools.lru_cache(maxsize=1)
+def _zero_shot_accuracy() -> float:
+    """The pretrained CLIP's zero-shot digit accuracy on the first 1,000 test digits, one prompt per class
+    ("the number zero", ...), as lesson 05 measures it."""
+    from ..captions import DIGIT_WORDS
+    from ..data import load_mnist
+    from ..pretrained import load_pretrained
+
+    model = load_pretrained("clip", device="cpu").eval()
+    test = load_mnist("test", subset=ZERO_SHOT_DIGITS)
+    with torch.no_grad():
+        image_features = torch.cat([model.image(c) for c in test.images.split(500)])
+        text_features = model.text(*model.tokenize([f"the number {w}" for w in DIGIT_WORDS]))[1]
+    predicted = (F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T).argmax(1)
+    return (predicted == test.labels).float().mean().item()
+
+
+def _zero_shot_explanation(prediction, measured) -> str:
+    text = (f"Chance is 10%. No classifier was trained and no label was given as a class index, yet every caption "
+            f"named its digit (as a word or a numeral), so to match images with captions the encoders had to learn "
+            f"what each digit looks like; a prompt per class turns that into a classifier.")
+    if prediction < measured - 0.1:
+        text += (" If you expected much less: the captions are noisy (style words, varying templates), but the digit's "
+                 "name is the one thing every caption of an image shares, so it is what the contrastive loss rewards most.")
+    return text
+
+
+@exercise("prediction")
+def check_zero_shot_prediction(predicted_zero_shot_accuracy) -> None:
+    """predicted_zero_shot_accuracy() -> a fraction in [0, 1]: the pretrained CLIP's zero-shot digit accuracy on
+    1,000 test digits with one prompt per class. Right within 5 percentage points."""
+    compare_prediction(predicted_zero_shot_accuracy, _zero_shot_accuracy, low=0.0, high=1.0, tolerance=0.05,
+                       what=f"the pretrained CLIP's zero-shot accuracy on {ZERO_SHOT_DIGITS:,} test digits",
+                       fmt=lambda v: f"{v:.1%}", explanation=_zero_shot_explanation)
+
+
+QUIZ = [
+    Question(
+        "Why are the image and text features normalised to unit length before the similarity matrix is formed?",
+        options=["To make the matrix symmetric.",
+                 "So that only directions are compared (cosines): without it, a text vector that happens to be long "
+                 "scores highest with every image.",
+                 "To speed up the matrix product.",
+                 "Because the cross-entropy needs inputs in [-1, 1]."],
+        answer=1,
+        explanations=["No: S_ij compares image i with text j and S_ji image j with text i; normalising does not make "
+                      "them equal.",
+                      "Yes: zero-shot prediction with unnormalised features is the mistake Exercise 3's checker names: "
+                      "one long class vector wins for every image.",
+                      "No: the cost is the same; normalising is about what is compared.",
+                      "No: the logits are multiplied by exp(logit_scale) afterwards, far outside [-1, 1]; the "
+                      "cross-entropy takes any real numbers."]),
+    Question(
+        "A batch holds two different images of a seven, both captioned \"seven\". What does the plain contrastive "
+        "loss (your Exercise 2) do with image 1 matched to caption 2?",
+        options=["Nothing: it only looks at the diagonal.",
+                 "It counts it as a wrong answer and pushes that similarity down, although the match is right; the "
+                 "library's clip_loss lets identical captions share the target.",
+                 "It rewards it, because the captions are equal.",
+                 "It raises an error, because the targets are not unique."],
+        answer=1,
+        explanations=["No: the softmax over each row involves every entry, so off-diagonal entries are pushed down "
+                      "by the probability they take.",
+                      "Yes: the target of row 1 is column 1 only; the loss cannot know that caption 2 says the same. "
+                      "With captions as short as ours this happens often, hence the `same` matrix in clip_loss.",
+                      "No: the plain loss compares positions, not caption texts.",
+                      "No: nothing checks the captions; the targets are simply 0..N-1."]),
+    Question(
+        "The temperature τ is learned (as logit_scale = log 1/τ). What would a very large fixed τ do to training?",
+        options=["Nothing: τ only rescales the loss.",
+                 "The logits S_ij = cos/τ would all be close to 0, the softmax nearly uniform, the loss near log N "
+                 "and its gradients weak: the model could barely tell pairs apart.",
+                 "It would make the softmax one-hot and training unstable.",
+                 "It would normalise the features."],
+        answer=1,
+        explanations=["No: τ sits inside the softmax, so it changes the probabilities, not only the loss's scale.",
+                      "Yes: cosines lie in [-1, 1], so dividing by a large τ squeezes the logits together; a learned τ "
+                      "lets the model sharpen the softmax as it gets better.",
+                      "No: that is the other extreme, a very small τ.",
+                      "No: normalisation happens before; τ scales the cosines."]),
+    Question(
+        "Stable Diffusion's U-Net reads the text encoder's per-token outputs, not the pooled embedding used for the "
+        "contrastive loss. Why?",
+        options=["The pooled embedding is not trained.",
+                 "Cross-attention lets each region of the image look up the words that concern it; one pooled vector "
+                 "would give every position the same summary.",
+                 "The per-token outputs are smaller.",
+                 "The pooled embedding only exists for images."],
+        answer=1,
+        explanations=["No: the pooled vector (the <end> token's output, projected) is exactly what the contrastive "
+                      "loss trains.",
+                      "Yes: keys and values come from the tokens, queries from the pixels (lesson 06), so \"thick\" and "
+                      "\"seven\" can steer different parts of the picture.",
+                      "No: a sequence of L vectors is larger than one vector.",
+                      "No: both towers have a pooled output; the text's is the projected <end> token."]),
+]

@@ -6,9 +6,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..attention import MultiHeadAttention, attention
+from ..attention import MultiHeadAttention, SpatialTransformer, attention
+from ..quiz import Question
 from ..unet import UNet, UNetConfig
-from . import ExerciseError, as_tensor, call, expect, expect_close, passed
+from . import ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed
 
 _MASK_SHAPE_HINT = ("The mask (B, Lk) must broadcast against the scores (B, heads, Lq, Lk): it marks *keys*, "
                     "so give it the shape (B, 1, 1, Lk) with mask[:, None, None, :].")
@@ -262,3 +263,171 @@ def check_decoder_channels(decoder_in_channels) -> None:
         raise ExerciseError(case + "Simulate the stack: push conv_in's width, each encoder ResBlock's and each "
                                    "downsample's; in the decoder every ResBlock pops one and adds it to h's width.")
     passed("every decoder ResBlock eats one skip, last in first out, and its input width is h's plus the skip's.")
+
+
+def _block_cases(g: torch.Generator):
+    """(B, C, H, W, L, context_dim, heads) configurations; the first is the trained U-Net's middle block."""
+    yield 8, 64, 7, 7, 12, 64, 4
+    for _ in range(6):
+        heads = int(torch.randint(1, 5, (1,), generator=g))
+        C = 8 * heads * int(torch.randint(1, 5, (1,), generator=g))          # a multiple of heads and of 8 groups
+        d = int(torch.randint(3, 40, (1,), generator=g))
+        while d == C:
+            d += 1
+        B, H, W, L = (int(torch.randint(1, n, (1,), generator=g)) for n in (5, 10, 10, 20))
+        yield B, C, H, W, L, d, heads
+
+
+def _as_shape(value, where: str) -> tuple[int, ...]:
+    if isinstance(value, torch.Tensor) and value.dim() == 1 and not value.is_floating_point():
+        value = value.tolist()
+    if not isinstance(value, (tuple, list, torch.Size)) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                                      for v in value):
+        raise ExerciseError(f"{where}: the weights' shape should be a tuple of ints such as (2, 4, 49, 12), got {value!r}")
+    return tuple(value)
+
+
+@exercise("derivation")
+def check_block_facts(attention_block_facts) -> None:
+    """attention_block_facts(B, C, H, W, L, context_dim, heads) -> (weights_shape, parameters): the shape of the
+    cross-attention weights of SpatialTransformer(C, heads, context_dim) on a (B, C, H, W) feature map reading a
+    (B, L, context_dim) context, and its number of parameters; compared with the real module on random configs."""
+    g = torch.Generator().manual_seed(6)
+    n = 0
+    for B, C, H, W, L, d, heads in _block_cases(g):
+        where = f"B={B}, C={C}, H={H}, W={W}, L={L}, context_dim={d}, heads={heads}"
+        got = call(attention_block_facts, B, C, H, W, L, d, heads)
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            raise ExerciseError(f"return two things, (weights_shape, parameters); got {got!r}")
+        shape = _as_shape(got[0], where)
+        params = got[1].item() if isinstance(got[1], torch.Tensor) and got[1].numel() == 1 else got[1]
+        if isinstance(params, float) and params.is_integer():
+            params = int(params)
+        if isinstance(params, bool) or not isinstance(params, int):
+            raise ExerciseError(f"{where}: the parameter count should be an int, got {params!r}")
+
+        block = SpatialTransformer(C, heads, d)
+        cross = block.block.cross_attn
+        cross.keep_weights = True
+        with torch.no_grad():
+            block(torch.randn(B, C, H, W, generator=g), torch.randn(B, L, d, generator=g))
+        want_shape, want_params = tuple(cross.last_weights.shape), sum(p.numel() for p in block.parameters())
+        N = H * W
+        if shape != want_shape:
+            for wrong, message in [
+                ((B, heads, L, N), "queries are the rows: the image's H·W positions ask, the L tokens answer, so the "
+                                   "weights are (B, heads, H·W, L)."),
+                ((B, N, L), "each head has its own weights: (B, heads, H·W, L)."),
+                ((B, heads, N, N), "that is self-attention's shape; cross-attention's keys are the L context tokens."),
+                ((B, heads, H, W, L), "attention sees the feature map as a sequence of H·W tokens: flatten H and W."),
+            ]:
+                if shape == wrong:
+                    raise ExerciseError(f"{where}: weights shape {shape} is not right: {message}")
+            raise ExerciseError(f"{where}: the cross-attention weights have shape {want_shape}, you said {shape}: one "
+                                f"weight per image, head, query (pixel) and key (token).")
+        if params != want_params:
+            biases, norms = 15 * C, 8 * C
+            for wrong, message in [
+                (want_params - biases, "every nn.Linear and 1×1 convolution here has a bias, C (or 4C) numbers each."),
+                (want_params - norms, "the GroupNorm and the three LayerNorms each learn a scale and a shift: 2C each."),
+                (want_params - 2 * d * C + 2 * C * C, "to_k and to_v read the context: they are context_dim × C, not C × C."),
+                (want_params - 6 * C * C - 3 * C, "the MLP widens to 4C and comes back: C·4C + 4C + 4C·C + C."),
+                (want_params - 2 * (C * C + C), "proj_in and proj_out, the two 1×1 convolutions around the block, have "
+                                                "C·C + C parameters each."),
+            ]:
+                if params == wrong:
+                    raise ExerciseError(f"{where}: {params:,} parameters is not right: {message}")
+            raise ExerciseError(f"{where}: SpatialTransformer(C, heads, context_dim) has {want_params:,} parameters, "
+                                f"you said {params:,}. Count, for each nn.Linear(a, b), a·b + b; for each norm 2C.")
+        n += 1
+    passed(f"weights (B, heads, H·W, L) and 16C² + 2·context_dim·C + 23C parameters, right for {n} configs; the number "
+           f"of heads changes neither the parameters nor the cost of the projections.")
+
+
+def _doubled_growth() -> float:
+    from ..pretrained import entry
+
+    config = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry("text_ddpm")["config"].items()})
+    doubled = UNetConfig(**{**config.to_dict(), "channels": tuple(2 * c for c in config.channels)})
+    return UNet(doubled).num_parameters() / UNet(config).num_parameters()
+
+
+def _growth_explanation(prediction, measured) -> str:
+    text = ("Every convolution and linear layer between two widths has C_in·C_out weights, so doubling both "
+            "multiplies them by 4; the parts that grow only in proportion to C (biases, norms, to_k and to_v reading "
+            "the fixed 64-wide context, the first and last convolutions with their 4 image channels) pull the "
+            f"factor just below 4 ({measured:.2f}). Compute per step grows the same way: width is expensive.")
+    if prediction < 3:
+        text += " A factor of 2 would hold if parameters grew with the width; they grow with its square."
+    elif prediction > 5:
+        text += " Doubling the width adds no layers: depth, and so the count of weight matrices, stays the same."
+    return text
+
+
+@exercise("prediction")
+def check_growth_prediction(predicted_parameter_growth) -> None:
+    """predicted_parameter_growth() -> a number: by what factor the text-conditioned U-Net's parameter count grows
+    when every width in `channels` doubles (everything else, the context width included, unchanged). Right within
+    10%."""
+    compare_prediction(predicted_parameter_growth, _doubled_growth, low=0.0, tolerance=0.1, relative=True,
+                       what="the growth of the parameter count when every width doubles",
+                       fmt=lambda v: f"{v:.2f}", explanation=_growth_explanation)
+
+
+QUIZ = [
+    Question(
+        "Why does attention divide the scores q·k by sqrt(d)?",
+        options=["To make the weights sum to 1.",
+                 "With unit-variance entries, q·k has variance d; dividing by sqrt(d) brings its spread back to 1, so the "
+                 "softmax does not saturate to one-hot weights with vanishing gradients.",
+                 "To save compute.",
+                 "Because the keys are normalised to length sqrt(d)."],
+        answer=1,
+        explanations=["No: the softmax already makes each row sum to 1, whatever the scale.",
+                      "Yes: section 5 measured it: at d = 1024 the unscaled scores have a spread of about 32 and the "
+                      "largest weight is nearly 1.",
+                      "No: it is one extra division; it is about the softmax's behaviour.",
+                      "No: queries and keys are not normalised in attention (unlike CLIP's features)."]),
+    Question(
+        "In the U-Net's cross-attention, where do the queries, keys and values come from?",
+        options=["All three from the prompt's tokens.",
+                 "Queries from the image's pixel tokens, keys and values from the prompt's tokens; the output has the "
+                 "image's shape.",
+                 "Queries from the prompt, keys and values from the image.",
+                 "All three from the image; the prompt is added to the values."],
+        answer=1,
+        explanations=["No: then the output would have the prompt's shape and say nothing about the image.",
+                      "Yes: each pixel asks which words concern it and receives a mixture of projected word vectors, "
+                      "(B, N, C) whatever the prompt's length.",
+                      "No: that writes the image into the prompt; the output would be (B, L, ·), not a feature map.",
+                      "No: that is self-attention; the prompt enters only through the keys and values of "
+                      "cross-attention."]),
+    Question(
+        "A prompt is padded from 3 to 12 tokens. What makes the padding irrelevant to the U-Net's output?",
+        options=["The padding tokens' embeddings are zero vectors.",
+                 "Their scores are set to -inf before the softmax, so their weights are exactly 0 and the real tokens' "
+                 "weights still sum to 1.",
+                 "The U-Net is trained only on 12-token prompts.",
+                 "The softmax ignores repeated tokens."],
+        answer=1,
+        explanations=["No: a zero key still scores 0, and exp(0) = 1 is a real share of the attention; section 7 put "
+                      "random values there and the output did not change, which zero vectors alone would not ensure.",
+                      "Yes: the mask (B, L) is broadcast as (B, 1, 1, L) so that every head and every query ignores "
+                      "the same keys.",
+                      "No: prompts of every length are padded to 12; without the mask the padding would still "
+                      "take attention.",
+                      "No: the softmax treats every score alike; only the mask removes them."]),
+    Question(
+        "Why does the U-Net's decoder have one ResBlock more per level than the encoder?",
+        options=["To make the network deeper at no cost.",
+                 "There are more skips than encoder ResBlocks (conv_in's and each downsample's outputs are pushed too), "
+                 "and every skip is concatenated into one decoder ResBlock.",
+                 "Because upsampling loses information that an extra block restores.",
+                 "Because the time embedding needs one more block."],
+        answer=1,
+        explanations=["No: it is not free, and depth is not the reason; the count follows from the skips.",
+                      "Yes: with blocks per level, the stack holds blocks + 1 entries per level (conv_in stands in for the "
+                      "first level's downsample), and each decoder ResBlock pops one: Exercise 5's count.",
+                      "No: the skips bring the detail back; the count of blocks follows from the number of skips.",
+                      "No: every ResBlock reads the time vector; it does not need a block of its own."]),
+]

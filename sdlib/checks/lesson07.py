@@ -1,12 +1,16 @@
 """Checkers for lesson 07 (classifier-free guidance)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..diffusion import drop_prompts
+from ..quiz import Question
 from ..samplers import ClassifierFreeGuidance, guidance
 from ..unet import UNet
-from . import ExerciseError, as_tensor, call, expect, expect_close, passed
+from . import (ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed,
+               read_answer)
 
 
 class _NullHolder(torch.nn.Module):
@@ -119,3 +123,162 @@ def check_guided_eps(guided_eps) -> None:
                  "cat[context, null], cat[mask, null_mask]).chunk(2); then w (cond - uncond) + uncond", rtol=1e-5,
                  atol=1e-6)
     passed("both branches in one forward pass: one call of the U-Net on a doubled batch per sampling step.")
+
+
+def recorded_guidance() -> tuple[list[dict], dict]:
+    """The pretrained text_ddpm model's guidance measurements, as its recipe recorded them in the manifest:
+    (rows sorted by w, each with w, prompt_accuracy, thickness_obeyed, spread_ratio, classifier_fid, ...;
+    the whole metrics entry, for n and the sampler)."""
+    from ..pretrained import entry
+
+    metrics = entry("text_ddpm")["metrics"]
+    return sorted(metrics["guidance"], key=lambda r: r["w"]), metrics
+
+
+def _accuracy_at_w0() -> float:
+    rows, _ = recorded_guidance()
+    row = next((r for r in rows if r["w"] == 0), None)
+    if row is None:
+        raise RuntimeError("the text_ddpm manifest has no guidance measurement at w = 0")
+    return row["prompt_accuracy"]
+
+
+def _w0_explanation(prediction, measured) -> str:
+    text = ("At w = 0 the guided prediction is ε_uncond alone: the prompt never reaches the output, so the digit "
+            "drawn does not depend on it. The prompts cycle evenly through the ten digits, so whatever digits the "
+            "unconditional model favours, a sample matches its prompt with probability Σ_d (1/10) p(d) = 1/10: "
+            "chance. The gap from 10% is sampling noise (about ±1 point on 1,000 samples) and samples the "
+            "classifier reads as some other digit.")
+    if prediction > 0.5:
+        text += (" A high prediction reads w = 0 as 'no guidance'. That is Ho & Salimans' convention (w' = 0 is the "
+                 "conditional model); in this course no guidance is w = 1, and w = 0 removes the prompt altogether.")
+    elif prediction < 0.05:
+        text += (" Near zero would need the model to avoid the prompted digit. Ignoring the prompt is not avoiding "
+                 "it: the samples are still digits, and one in ten matches its prompt by chance.")
+    return text
+
+
+@exercise("prediction")
+def check_accuracy_prediction(predicted_accuracy_at_w0) -> None:
+    """predicted_accuracy_at_w0() -> a fraction in [0, 1]: the prompt accuracy of the pretrained text_ddpm model at
+    w = 0 (prompts "a zero" to "a nine" in turn; the classifier reads each sample's digit), as its recipe recorded
+    it on 1,000 samples. Right within 5 percentage points."""
+    _, metrics = recorded_guidance()
+    compare_prediction(predicted_accuracy_at_w0, _accuracy_at_w0, low=0.0, high=1.0, tolerance=0.05,
+                       what=f"the pretrained model's prompt accuracy at w = 0 ({metrics['n']:,} samples)",
+                       fmt=lambda v: f"{v:.1%}", explanation=_w0_explanation)
+
+
+GUIDANCE_TARGET = dict(prompt_accuracy=0.95, thickness_obeyed=0.95)     # the design decision's two targets
+
+
+def _meets(row: dict) -> bool:
+    return all(row[k] >= v for k, v in GUIDANCE_TARGET.items())
+
+
+@exercise("design")
+def check_guidance_scale(choose_guidance_scale) -> None:
+    """choose_guidance_scale() -> one of the guidance scales w in the pretrained text_ddpm model's recorded table at
+    which the digit (prompt accuracy) and the thickness word (thickness obeyed) are both obeyed in at least 95% of
+    samples and which, among the scales that meet both, keeps the most variety (the highest spread ratio)."""
+    rows, metrics = recorded_guidance()
+    scales = ", ".join(f"{r['w']:g}" for r in rows)
+    w = read_answer(choose_guidance_scale, low=0.0, name="choose_guidance_scale")
+    row = next((r for r in rows if math.isclose(r["w"], w, rel_tol=0.0, abs_tol=1e-9)), None)
+    if row is None:
+        raise ExerciseError(f"w = {w:g} was not measured: the pretrained model's table holds w = {scales}. Choose one "
+                            f"of them (the check reads the measurement; it does not guess between rows).")
+    acc, thick, spread = row["prompt_accuracy"], row["thickness_obeyed"], row["spread_ratio"]
+    result = (f"at w = {w:g} the pretrained model obeys the digit in {acc:.1%} and the thickness word in {thick:.1%} "
+              f"of {metrics['n']:,} samples, with a spread of {spread:.2f} × real digits")
+    need_acc, need_thick = GUIDANCE_TARGET["prompt_accuracy"], GUIDANCE_TARGET["thickness_obeyed"]
+    if acc < need_acc:
+        raise ExerciseError(f"{result}: the digit misses the {need_acc:.0%} target by {(need_acc - acc) * 100:.1f} "
+                            f"points. Too little guidance: raise w.")
+    if thick < need_thick:
+        raise ExerciseError(f"{result}: the digit is obeyed, but the thickness word misses the {need_thick:.0%} target "
+                            f"by {(need_thick - thick) * 100:.1f} points (style words need more guidance than the "
+                            f"digit). Raise w.")
+    best = max((r for r in rows if _meets(r)), key=lambda r: r["spread_ratio"])
+    if best is not row:
+        raise ExerciseError(f"{result}: both targets met, but w = {best['w']:g} meets them too and keeps more variety "
+                            f"(spread {best['spread_ratio']:.2f} against {spread:.2f}). Guidance beyond what the targets "
+                            f"need only makes the samples of a digit more alike: lower w.")
+    passed(f"{result}: both targets met with the most variety left. The variety shrinks as w grows, so the best "
+           f"scale is the smallest one that meets the targets.")
+
+
+QUIZ = [
+    Question(
+        "A text-conditioned U-Net was trained with a prompt for every image, never with the empty prompt. Why can "
+        "it not use classifier-free guidance at w = 3?",
+        options=["It can: guidance only rescales the conditional prediction, ε = w · ε_cond.",
+                 "Guidance needs ε(x_t, t, ∅), and the model never learned what to predict without a prompt: its "
+                 "output for the empty prompt is whatever its weights happen to give for an input never trained on.",
+                 "Guidance at w = 3 needs a separate classifier trained on noisy images.",
+                 "Its cross-attention cannot take a prompt of one token."],
+        answer=1,
+        explanations=["No: the guided prediction is w (ε_cond − ε_uncond) + ε_uncond; without a meaningful ε_uncond "
+                      "there is no direction to extrapolate along.",
+                      "Yes: dropping the prompt part of the time (p_uncond = 0.1) is what teaches the same weights "
+                      "the unconditional prediction.",
+                      "No: that is classifier guidance, the older method; classifier-free guidance takes the "
+                      "'classifier' from the difference of the model's own two predictions.",
+                      "No: attention takes any number of tokens, one included; the empty prompt is one token."]),
+    Question(
+        "A paper reports samples at guidance scale 7.5 in Ho & Salimans' convention, (1 + w') ε_cond − w' ε_uncond. "
+        "What scale gives the same samples in this course's convention?",
+        options=["7.5", "6.5", "8.5", "1 / 7.5"],
+        answer=2,
+        explanations=["No: the two conventions count from different points (no guidance at w' = 0 there, at w = 1 "
+                      "here), so the same number means different guidance.",
+                      "No: that subtracts the one instead of adding it; w' is the smaller of the two numbers.",
+                      "Yes: w ε_cond + (1 − w) ε_uncond equals (1 + w') ε_cond − w' ε_uncond when w = 1 + w'.",
+                      "No: the relation is a shift by one, not an inverse; both scales grow with the strength of "
+                      "guidance."]),
+    Question(
+        "In the recorded table, the spread (variety within a digit) falls as w grows. Why?",
+        options=["Guidance pushes every sample away from the unconditional prediction toward images that make the "
+                 "prompt most likely, so the samples of one prompt crowd toward its most typical images.",
+                 "The sampler takes fewer steps at a larger w.",
+                 "A larger w adds less noise at the start of sampling.",
+                 "The classifier measuring the spread is less accurate at large w."],
+        answer=0,
+        explanations=["Yes: a larger w weights the 'classifier' term p(y | x_t) more, favouring the images it is "
+                      "surest about; variety is what guidance trades for following the prompt.",
+                      "No: the sampler and its number of steps are the same at every w.",
+                      "No: x_T is drawn from N(0, I) at every w; the same seeds start every row of the table.",
+                      "No: the classifier is more confident at large w (the table's 'confident' column rises), "
+                      "and the images look more alike by eye too."]),
+    Question(
+        "With a negative prompt 'a thick seven' and the prompt 'a seven', what does the guided prediction compute?",
+        options=["w (ε('a seven') − ε(∅)) + ε(∅), then subtracts ε('a thick seven').",
+                 "The average of ε('a seven') and ε('a thick seven').",
+                 "w ε('a thick seven') + (1 − w) ε('a seven').",
+                 "w (ε('a seven') − ε('a thick seven')) + ε('a thick seven'): the negative prompt takes the empty "
+                 "prompt's place, so guidance moves away from thick sevens."],
+        answer=3,
+        explanations=["No: the negative prompt replaces the unconditional branch; there is no third prediction "
+                      "to subtract.",
+                      "No: averaging would move halfway toward thick sevens, the opposite of what a negative prompt is "
+                      "for.",
+                      "No: that swaps the branches and guides toward the negative prompt.",
+                      "Yes: the point guidance moves away from is now 'a thick seven', so the sevens come out thinner "
+                      "(section 8 measures it)."]),
+    Question(
+        "The guided denoiser runs the U-Net once on a batch of 2B (prompts and empty prompts) instead of twice on B. "
+        "What does that change?",
+        options=["It halves the arithmetic of guidance.",
+                 "It changes the samples: the two halves of the batch attend to each other.",
+                 "The same arithmetic and the same numbers, in one call: fewer, larger operations use the hardware "
+                 "better.",
+                 "It makes the unconditional branch free, because its context is one token."],
+        answer=2,
+        explanations=["No: the U-Net still processes 2B images, so the operations are the same as two calls on B.",
+                      "No: every image in a batch is processed independently (attention runs within one image and "
+                      "its own prompt, and the normalisation is per image), so the output equals two separate calls.",
+                      "Yes: one call with a batch of 2B replaces two launches of every layer with B each; sampling "
+                      "still costs about twice an unguided step.",
+                      "No: a short context makes cross-attention a little cheaper, but the convolutions and "
+                      "self-attention on the image, most of the cost, run in full."]),
+]

@@ -1,13 +1,15 @@
 """Checkers for lesson 08 (latent diffusion end to end)."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
+from ..quiz import Question
 from ..schedules import NoiseSchedule
-from . import ExerciseError, as_tensor, call, expect, expect_close, passed
+from . import ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed, read_answer
 
 _S = NoiseSchedule.linear(1000)
 
@@ -93,3 +95,163 @@ def check_inpaint_merge(inpaint_merge) -> None:
                      hint="keep · (sqrt(ᾱ) z_known + sqrt(1 − ᾱ) eps) + (1 − keep) · z_prev; at t_prev = 0 use z_known",
                      rtol=1e-5, atol=1e-6)
     passed("inpainting: the model only ever invents the masked part, and it sees the rest at the right noise level.")
+
+
+@functools.lru_cache(maxsize=1)
+def _flop_ratio() -> float:
+    """FLOPs of one forward pass of lesson 07's pixel U-Net over those of the pipeline's latent U-Net, per image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..clip import PromptEncoder
+    from ..pretrained import load_pretrained
+
+    encoder = PromptEncoder.pretrained(device="cpu")
+    context, mask = encoder(["a seven"])
+    t = torch.tensor([500])
+    flops = []
+    for name, shape in (("text_ddpm", (1, 1, 28, 28)), ("latent_ddpm", (1, 4, 7, 7))):
+        unet = load_pretrained(name, device="cpu").eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            unet(torch.zeros(shape), t, context, mask)
+        flops.append(counter.get_total_flops())
+    return flops[0] / flops[1]
+
+
+def _flop_explanation(prediction, measured) -> str:
+    text = ("A convolution's cost is (positions) × C_in × C_out. The pixel model folds 2×2 pixels into channels and "
+            "works at 14×14 and 7×7 with widths (32, 64); the latent model works at 7×7 and 4×4, 4 and 3 times fewer "
+            "positions, with widths (48, 96), 2.25 times more per weight matrix: about 3.5 / 2.25 ≈ 1.6, and the "
+            f"measurement says {measured:.2f}.")
+    if prediction > 3:
+        text += (" The latent's 196 numbers against 784 pixels suggest 4 (or 16 for the positions squared), but the "
+                 "pixel model does not work at 28×28, and the latent model spends part of the saving on width.")
+    return text
+
+
+@exercise("prediction")
+def check_flops_prediction(predicted_flop_ratio) -> None:
+    """predicted_flop_ratio() -> a positive number: how many times more floating-point operations per image one
+    forward pass of lesson 07's pixel U-Net takes than one of the pipeline's latent U-Net. Right within 20%."""
+    compare_prediction(predicted_flop_ratio, _flop_ratio, low=0.0, tolerance=0.2, relative=True,
+                       what="pixel U-Net FLOPs / latent U-Net FLOPs per image", fmt=lambda v: f"{v:.2f}",
+                       explanation=_flop_explanation)
+
+
+STRENGTH_TARGET = dict(changed=0.8, style=0.4)        # the img2img design decision's two targets
+STRENGTH_DIGITS = 100                                  # test digits 1000..1099, each prompted with the next digit
+STRENGTH_STEPS = 10                                    # DDIM steps
+
+
+@functools.lru_cache(maxsize=1)
+def _strength_setting():
+    from ..captions import stroke_width
+    from ..data import load_mnist
+    from ..pipeline import LatentDiffusion
+    from ..pretrained import load_pretrained
+
+    test = load_mnist("test", subset=1000 + STRENGTH_DIGITS)
+    images, labels = test.images[1000:], test.labels[1000:]
+    return (LatentDiffusion.pretrained(device="cpu"), load_pretrained("classifier", device="cpu"),
+            images, labels, stroke_width(images))
+
+
+@functools.lru_cache(maxsize=16)
+def measure_strength(strength: float) -> tuple[float, float]:
+    """(fraction of outputs the classifier reads as the prompted digit, correlation of the outputs' stroke widths
+    with the inputs') for image-to-image at `strength` on 100 test digits, each prompted with the next digit
+    ("a 3" for a 2), DDIM-10, w = 3, seed 0, with the pretrained pipeline."""
+    from .. import metrics
+    from ..captions import stroke_width
+    from ..data import from_unit_range, to_unit_range
+
+    pipe, classifier, images, labels, widths = _strength_setting()
+    wanted = (labels + 1) % 10
+    out = pipe.image_to_image(to_unit_range(images), [f"a {int(d)}" for d in wanted], strength=strength,
+                              steps=STRENGTH_STEPS, seed=0, progress=False).images
+    out = from_unit_range(out)
+    probs, _ = metrics.predict(classifier, out)
+    correlation = torch.corrcoef(torch.stack([widths, stroke_width(out)]))[0, 1].item()
+    return metrics.prompt_accuracy(probs, wanted), correlation
+
+
+@exercise("design")
+def check_strength(choose_strength) -> None:
+    """choose_strength() -> a strength in (0, 1) for image-to-image that turns at least 80% of 100 test digits into
+    the prompted digit while keeping their stroke style: the outputs' stroke widths correlate with the inputs' at
+    0.4 or more. Measured with the pretrained pipeline (DDIM-10, w = 3, seed 0)."""
+    strength = read_answer(choose_strength, low=0.0, high=1.0, name="choose_strength")
+    if strength in (0.0, 1.0):
+        raise ExerciseError(f"strength {strength:g} is an end point: 0 returns the input unchanged and 1 ignores it. "
+                            f"Choose a strength strictly between 0 and 1.")
+    changed, style = measure_strength(round(strength, 4))
+    need_changed, need_style = STRENGTH_TARGET["changed"], STRENGTH_TARGET["style"]
+    result = (f"at strength {strength:g}, {changed:.0%} of the {STRENGTH_DIGITS} outputs are the prompted digit and "
+              f"their stroke widths correlate with the inputs' at {style:.2f}")
+    if changed < need_changed:
+        raise ExerciseError(f"{result}: the digit changed in fewer than {need_changed:.0%} of cases. Too little noise: "
+                            f"at t0 = {round(strength * 1000)} the input's digit is still legible under the noise and "
+                            f"the model keeps it. Raise the strength.")
+    if style < need_style:
+        raise ExerciseError(f"{result}: the digit changes, but the style is lost (the target is a correlation of "
+                            f"{need_style} or more). Too much noise: the model redraws the strokes from scratch. Lower "
+                            f"the strength, as far as the digit still changes.")
+    passed(f"{result}: both targets met. The window is narrow: the noise that erases the digit's identity also "
+           f"starts to erase its strokes.")
+
+
+QUIZ = [
+    Question(
+        "Why does Stable Diffusion run the diffusion model on the VAE's latents rather than on pixels?",
+        options=["Because the VAE's latents are noise-free.",
+                 "The U-Net runs at every one of many steps, and on a compressed latent each step is much cheaper; the "
+                 "decoder adds the fine detail once, at the end.",
+                 "Because a U-Net cannot process images with colour channels.",
+                 "Because the text encoder only understands latents."],
+        answer=1,
+        explanations=["No: the diffusion model noises the latents exactly as lesson 02 noised pixels.",
+                      "Yes: for 512×512 colour images the latent has 48 times fewer numbers; the saving is paid at every "
+                      "step, the decoder's cost once.",
+                      "No: a U-Net takes any number of channels; SD's latent has 4.",
+                      "No: the text encoder reads prompts and hands the U-Net a context; it never sees latents."]),
+    Question(
+        "Image-to-image with strength 0.3, then 0.9, same seed and prompt. What do you expect?",
+        options=["0.3 follows the prompt more closely; 0.9 stays closer to the input.",
+                 "0.3 stays close to the input (little noise, few steps to change it); 0.9 follows the prompt and keeps "
+                 "little of the input.",
+                 "Both give the same image: the strength only sets the number of steps.",
+                 "0.9 takes fewer steps than 0.3."],
+        answer=1,
+        explanations=["No: it is the other way round; strength is how much noise is added before denoising.",
+                      "Yes: t0 = round(s·T); from ᾱ_300 much of the input survives, from ᾱ_900 almost none.",
+                      "No: the strength sets the start t0 and so the noise level, which changes the result; the steps "
+                      "follow from it.",
+                      "No: a higher strength starts higher up, at a larger t0, so it runs more of the sampler's steps."]),
+    Question(
+        "During inpainting, why is the kept region replaced by the original latent noised to t_prev, and not by "
+        "the clean original latent?",
+        options=["To save compute.",
+                 "The model expects a latent at one noise level everywhere; a clean patch in a noisy latent is "
+                 "something it never saw in training and would stick out until the end.",
+                 "Because the clean latent is not known.",
+                 "To make the result different for every seed."],
+        answer=1,
+        explanations=["No: noising the known latent costs a little more, not less.",
+                      "Yes: noised to t_prev, the kept region matches the noise level of the rest, so the model blends "
+                      "the regenerated part into it.",
+                      "No: the clean latent is known: it is the encoder's latent of the input.",
+                      "No: the seed already fixes the noise; the re-noising is about matching noise levels."]),
+    Question(
+        "Inpainting ends by pasting the known pixels back after decoding. Why is the latent replacement alone not "
+        "enough to keep those pixels?",
+        options=["The sampler changes the kept latent cells at the last step.",
+                 "The decoder redraws the whole image from the final latent: kept pixels come back as the VAE's "
+                 "reconstruction, cells on the mask's edge were regenerated, and each cell spreads over its neighbours.",
+                 "The classifier needs the original pixels.",
+                 "Because the mask is drawn on latents, not pixels."],
+        answer=1,
+        explanations=["No: the last merge puts the clean known latent back (t_prev = 0).",
+                      "Yes: a latent cell covers 4×4 pixels and the decoder is not the identity, so only the paste makes "
+                      "the kept region equal the input exactly.",
+                      "No: the paste is about the image the user gets, not about any measurement.",
+                      "No: the mask is drawn on pixels and reduced to the latent grid (Exercise 4)."]),
+]
