@@ -39,7 +39,8 @@ def is_quick() -> bool:
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The device to use: the argument if given, else $SDLIB_DEVICE, else CUDA, then MPS, then CPU."""
+    """The device to use: the argument if given, else $SDLIB_DEVICE, else CUDA, then MPS, then CPU.
+    Under torchrun, "cuda" means this process's own GPU, cuda:$LOCAL_RANK."""
     choice = device if device is not None else os.environ.get(DEVICE_ENV) or None
     if choice is not None:
         dev = torch.device(choice)
@@ -47,12 +48,18 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
             raise RuntimeError(f"device {choice!r} was asked for but CUDA is not available here; use 'cpu'")
         if dev.type == "mps" and not (torch.backends.mps.is_available()):
             raise RuntimeError(f"device {choice!r} was asked for but Apple MPS is not available here; use 'cpu'")
-        return dev
+        return _local_gpu() if dev.type == "cuda" and dev.index is None else dev
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return _local_gpu()
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _local_gpu() -> torch.device:
+    """cuda:$LOCAL_RANK in a process that torchrun started (one GPU per process), else plain "cuda"."""
+    local = os.environ.get("LOCAL_RANK")
+    return torch.device("cuda", int(local)) if local and local.isdigit() else torch.device("cuda")
 
 
 def mix_seed(*numbers: int) -> int:

@@ -12,7 +12,9 @@ It is the loop of lesson 03 (batch, loss, backward, optimizer step) plus:
   button), and an exact resume: `fit` called again with the same checkpoint gives the same weights, EMA
   and loss history as a run that was never stopped;
 - an optional time budget (`max_minutes`): a slower machine stops on time, after fewer steps, with its
-  learning rate decayed all the same (a budgeted run follows the clock, so it is not bit-repeatable).
+  learning rate decayed all the same (a budgeted run follows the clock, so it is not bit-repeatable);
+- several processes under `torchrun` (DistributedDataParallel) with no code change: batch_size stays the
+  global batch, and N processes train as one process would with the whole batch (sdlib.distributed).
 
 Why a resume is exact: nothing random is carried from step to step. The batch of step k is a function of
 (seed, k) (`batch_indices`), and so is the generator handed to the loss (`step_generator`), so the t and ε
@@ -31,6 +33,7 @@ in the checkpoint, and a resume with different settings is refused.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
@@ -48,7 +51,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from . import runtime, validate
+from . import distributed, runtime, validate
 from .optim import Muon
 
 FORMAT = "sdlib-checkpoint-2"
@@ -372,17 +375,20 @@ class _HoldInterrupts:
 class _Run:
     """What a training run carries from step to step, and what a checkpoint stores of it."""
 
-    def __init__(self, model, config: TrainConfig, device, settings):
-        self.model, self.config, self.settings, self.device = model, config, settings, device
+    def __init__(self, model, config: TrainConfig, device, settings, shard: distributed.Shard | None = None):
+        self.model, self.config, self.settings, self.device, self.shard = model, config, settings, device, shard
         self.autocast = resolve_autocast(config.autocast, device)
         self.channels_last = resolve_channels_last(config.channels_last, device, self.autocast)
         model.to(device, memory_format=torch.channels_last) if self.channels_last else model.to(device)
         self.step, self.seconds_before, self.start = 0, 0.0, time.perf_counter()
+        self.agreed = 0.0                       # under DDP: the training time all processes last agreed on
+        self.net = distributed.wrap(model, shard) if shard else model       # what the loss calls
         self.optimizer = build_optimizer(model, config, device)
         self.budget = config.max_minutes * 60 if config.max_minutes is not None else None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: _lr_factor(config, s, self.elapsed() / self.budget if self.budget else 0.0))
-        self.ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
+            self.optimizer, lambda s: _lr_factor(config, s, self.clock() / self.budget if self.budget else 0.0))
+        keep_ema = config.ema_decay is not None and (shard is None or shard.main)     # rank 0 keeps the EMA
+        self.ema = EMA(model, config.ema_decay) if keep_ema else None
         self.history: dict[str, list[float]] = {"loss": []}
         self.pending: list[tuple[torch.Tensor, dict]] = []     # losses not yet read back from the device
         self.stepped = False                                    # the optimizer has updated for this step
@@ -390,6 +396,11 @@ class _Run:
 
     def elapsed(self) -> float:
         return self.seconds_before + time.perf_counter() - self.start
+
+    def clock(self) -> float:
+        """The training time that the time budget and the learning rate follow: this process's own, or
+        under DDP the time all processes agreed on at the last logging interval (the same in each)."""
+        return self.elapsed() if self.shard is None else self.agreed
 
     def load(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -399,6 +410,7 @@ class _Run:
             self.ema.load_state_dict(state["ema"])
         self.history = {k: [float(x) for x in v.tolist()] for k, v in state["history"].items()}
         self.step, self.seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
+        self.agreed = self.seconds_before
 
     def state(self) -> dict:
         self.flush()
@@ -409,21 +421,30 @@ class _Run:
                 "objective": self.settings}
 
     def out_of_time(self) -> bool:
-        return self.budget is not None and self.elapsed() >= self.budget and self.step < self.config.steps
+        return self.budget is not None and self.clock() >= self.budget and self.step < self.config.steps
+
+    def check(self, last_good: Path | None, stop_requested: bool = False) -> tuple[bool, bool]:
+        """At a logging interval: read the losses back, then (should the run stop on a request, is it
+        out of time). Under DDP the processes agree on both, so that all stop after the same step."""
+        self.flush(last_good)
+        if self.shard is not None:
+            stop_requested, self.agreed = distributed.agree(self.shard, stop_requested, self.elapsed())
+        return stop_requested, self.out_of_time()
 
     def train_step(self, loss_fn, data: TensorDataset) -> tuple[torch.Tensor, dict]:
         """One step of Algorithm 1's loop: batch, loss, backward, clip, update. Returns (loss, logs)."""
         config, model = self.config, self.model
-        batch = _batch(data, config, self.step, self.device, self.channels_last)
+        batch = _batch(data, config, self.step, self.device, self.channels_last, self.shard)
+        draws = distributed.ShardedDraws(self.shard, config.batch_size) if self.shard else contextlib.nullcontext()
         with torch.autocast(self.device.type, dtype=getattr(torch, self.autocast or "bfloat16"),
-                            enabled=bool(self.autocast)):
-            out = loss_fn(model, batch, step_generator(config.seed, self.step, self.device))
+                            enabled=bool(self.autocast)), draws:
+            out = loss_fn(self.net, batch, step_generator(config.seed, self.step, self.device))
         self.loss, self.logs = out if isinstance(out, tuple) else (out, {})
         self.optimizer.zero_grad(set_to_none=True)
         self.loss.backward()
         if config.grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        with _HoldInterrupts():
+        with _HoldInterrupts() if self.shard is None else contextlib.nullcontext():   # DDP: StopRequests
             self.optimizer.step()
             self.finish_step(self.loss, self.logs)
         return self.loss, self.logs
@@ -442,6 +463,8 @@ class _Run:
         if not self.pending:
             return
         losses = torch.stack([loss.float() for loss, _ in self.pending]).cpu().tolist()
+        if self.shard is not None:              # each process's loss is over its share: average them
+            losses, self.pending = _average_over_ranks(self.shard, losses, self.pending)
         first = self.step - len(self.pending) + 1
         for i, ((_, logs), value) in enumerate(zip(self.pending, losses)):
             if not math.isfinite(value):
@@ -455,11 +478,29 @@ class _Run:
         self.pending = []
 
 
+def _average_over_ranks(shard, losses: list[float], pending: list) -> tuple[list[float], list]:
+    """The losses and logged values of the pending steps, averaged over the processes."""
+    keys = sorted(pending[0][1])
+    table = torch.tensor([[loss] + [float(logs[k]) for k in keys] for loss, (_, logs) in zip(losses, pending)],
+                         dtype=torch.float64)
+    table = distributed.mean_over_ranks(shard, table).tolist()
+    return [row[0] for row in table], [(None, dict(zip(keys, row[1:]))) for row in table]
+
+
 def _save(run: _Run, path: Path | None) -> Path | None:
-    """Save a checkpoint; if the path fails now (a full disk, a folder removed), keep the work in an
-    emergency copy in the temporary folder and say where, instead of losing it."""
+    """Save a checkpoint (under DDP: every process reads its losses back, rank 0 alone writes, and all
+    learn where it went)."""
     if path is None:
         return None
+    if run.shard is None:
+        return _write(run, path)
+    run.flush()
+    return distributed.on_main(run.shard, lambda: _write(run, path))
+
+
+def _write(run: _Run, path: Path) -> Path:
+    """Write the checkpoint; if the path fails now (a full disk, a folder removed), keep the work in an
+    emergency copy in the temporary folder and say where, instead of losing it."""
     state = run.state()
     try:
         return save_checkpoint(state, path)
@@ -468,7 +509,7 @@ def _save(run: _Run, path: Path | None) -> Path | None:
         save_checkpoint(state, emergency)
         warnings.warn(f"could not write checkpoint {str(path)!r} ({error}); the training state was saved to "
                       f"{emergency} instead: copy it to a safe place and pass it as checkpoint= to resume",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=4)
         return emergency
 
 
@@ -485,14 +526,26 @@ def _as_dataset(data) -> TensorDataset:
     return data
 
 
-def _batch(data: TensorDataset, config: TrainConfig, step: int, device, channels_last: bool) -> tuple:
+def _batch(data: TensorDataset, config: TrainConfig, step: int, device, channels_last: bool,
+           shard: distributed.Shard | None = None) -> tuple:
+    """The batch of `step` on the device: under DDP, this process's rows of the global batch."""
+    indices = batch_indices(len(data), config.batch_size, step, config.seed)
     out = []
-    for x in data[batch_indices(len(data), config.batch_size, step, config.seed)]:
+    for x in data[indices[shard.rows(config.batch_size)] if shard else indices]:
         x = x.to(device, non_blocking=True)
         if channels_last and x.dim() == 4 and x.is_floating_point():
             x = x.contiguous(memory_format=torch.channels_last)
         out.append(x)
     return tuple(out)
+
+
+def _open(path: Path | None, resume: bool) -> dict | None:
+    """The checkpoint's state to resume from (None for a fresh start), after checking that the path can
+    be written, before any training."""
+    state = load_checkpoint(path) if path is not None and resume and path.exists() else None
+    if path is not None:
+        _check_writable(path)
+    return state
 
 
 def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, checkpoint: str | os.PathLike | None = None,
@@ -505,45 +558,67 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     checkpoint: file to save to every `checkpoint_every` steps, at the end, and on interrupt; if it
         exists and `resume` is True, training continues from it.
     on_step(step, logs): called after every step (step counts from 1), e.g. to show samples.
+    Under torchrun, every process calls fit the same way (sdlib.distributed); only rank 0 shows progress,
+    keeps the EMA and writes the checkpoint.
     """
     data, path = _as_dataset(data), Path(checkpoint) if checkpoint is not None else None
     settings = loss_fn.settings() if callable(getattr(loss_fn, "settings", None)) else None
-    state = load_checkpoint(path) if path is not None and resume and path.exists() else None
-    if path is not None:
-        _check_writable(path)
-    if state is not None:
-        check_resume(state, model, config, settings, path)          # before anything is changed
-    run = _Run(model, config, runtime.pick_device(config.device), settings)
-    if state is not None:
-        run.load(state)
-        if progress:
-            print(f"resuming from {path} at step {run.step} of {config.steps}")
+    shard = distributed.start(config.batch_size, config.device)        # None for a single process
+    # Under DDP, Ctrl-C only asks all processes to stop together at the next check, wherever it lands.
+    with distributed.StopRequests() if shard else contextlib.nullcontext() as stop:
+        try:
+            state = distributed.on_main(shard, lambda: _open(path, resume))   # rank 0 reads, all get it
+            if state is not None:
+                check_resume(state, model, config, settings, path)          # before anything is changed
+            run = _Run(model, config, shard.device if shard else runtime.pick_device(config.device), settings, shard)
+            progress = progress and (shard is None or shard.main)
+            if state is not None:
+                run.load(state)
+                if progress:
+                    print(f"resuming from {path} at step {run.step} of {config.steps}")
+            start_step = run.step
+            interrupted, written = _loop(run, loss_fn, data, path, progress, description, on_step, stop)
+            written = _save(run, path) or written
+            return _result(run, start_step, interrupted, written, progress)
+        finally:
+            distributed.finish(shard)
+
+
+def _loop(run: _Run, loss_fn, data, path, progress, description, on_step,
+          stop: distributed.StopRequests | None) -> tuple[bool, Path | None]:
+    """The training steps until the last one, the time budget or an interrupt: (interrupted, checkpoint)."""
     from tqdm.auto import tqdm
 
+    config = run.config
     bar = tqdm(total=config.steps, initial=run.step, desc=description, disable=not progress, leave=True)
-    start_step, interrupted, written, out_of_time = run.step, False, None, run.out_of_time()
-    model.train()
+    interrupted, written, out_of_time = False, None, run.out_of_time()
+    run.net.train()
     try:
-        while run.step < config.steps and not out_of_time:
+        while run.step < config.steps and not out_of_time and not interrupted:
             loss, logs = run.train_step(loss_fn, data)
             bar.update(1)
             if run.step % LOG_EVERY == 0 or run.step == config.steps or on_step is not None:
-                run.flush(path)                     # reads the losses back; raises on a non-finite one
-                out_of_time = run.out_of_time()
+                interrupted, out_of_time = run.check(path, stop is not None and stop.requested)
                 bar.set_postfix(loss=f"{sum(run.history['loss'][-50:]) / len(run.history['loss'][-50:]):.4f}",
                                 lr=f"{run.scheduler.get_last_lr()[0]:.1e}")
             if config.checkpoint_every and run.step % config.checkpoint_every == 0:
                 written = _save(run, path)
             if on_step is not None:
-                on_step(run.step, {"loss": run.history["loss"][-1], **logs})
+                try:
+                    on_step(run.step, {"loss": run.history["loss"][-1], **logs})
+                except KeyboardInterrupt:
+                    if stop is None:
+                        raise
+                    stop.requested = True               # under DDP: stop with the others at the next check
     except KeyboardInterrupt:
+        if run.shard is not None:     # raised inside a step, where the other processes cannot follow
+            raise
         interrupted = True
         if run.stepped:                    # interrupted after the optimizer's update: complete that step
             run.finish_step(run.loss, run.logs)
     finally:
         bar.close()
-    written = _save(run, path) or written
-    return _result(run, start_step, interrupted, written, progress)
+    return interrupted, written
 
 
 def _result(run: _Run, start_step: int, interrupted: bool, written: Path | None, progress: bool) -> TrainResult:

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import torch
 
-from .. import metrics, pretrained, runtime
+from .. import distributed, metrics, pretrained, runtime
 from ..configs.classifier import CLASSIFIER_CONFIG, CLASSIFIER_TRAIN
 from ..data import load_mnist
 from ..train import fit
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="weights folder (default: sdlib/weights)")
     parser.add_argument("--checkpoint", default=None, help="resumable training checkpoint")
     args = parser.parse_args(argv)
-    rt = runtime.setup(seed=0)
+    rt = runtime.setup(seed=0, verbose=distributed.is_main_process())
     train, test = load_mnist("train"), load_mnist("test")
     model = metrics.DigitClassifier(CLASSIFIER_CONFIG)
     tc = replace(CLASSIFIER_TRAIN, steps=args.steps, device=str(rt.device))
@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     result = fit(model, metrics.classifier_loss, train, tc, checkpoint=args.checkpoint, description="classifier")
     if result.interrupted:
         return 1
+    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
+        return 0
     minutes = (time.time() - start) / 60
     model = as_shipped(result.model)
     acc = metrics.accuracy(model, test.images, test.labels)

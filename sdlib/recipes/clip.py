@@ -12,7 +12,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from .. import pretrained, runtime
+from .. import distributed, pretrained, runtime
 from ..captions import LEAN_WORDS, THICKNESS_WORDS, WIDTH_WORDS, StyleThresholds, classify_styles
 from ..clip import CLIP, CLIPObjective, zero_shot_digits, zero_shot_style
 from ..configs.clip import CLIP_CONFIG, CLIP_TRAIN
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    rt = runtime.setup(seed=0)
+    rt = runtime.setup(seed=0, verbose=distributed.is_main_process())
     data, thresholds = captioned_dataset("train")
     model = CLIP(CLIP_CONFIG)
     config = replace(CLIP_TRAIN, steps=args.steps, device=str(rt.device))
@@ -51,6 +51,8 @@ def main(argv=None) -> int:
                  checkpoint=args.checkpoint or runtime.runs_dir() / "clip_recipe.pt")
     if result.interrupted:
         return 1
+    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
+        return 0
     model = as_shipped(result.model)
     measured = {**measure(model, thresholds), "steps": result.steps, "train_minutes": round(result.seconds / 60, 1),
                 "final_loss": final_mean(result.history, last=100, digits=4)}

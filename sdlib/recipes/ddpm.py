@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import torch
 
-from .. import metrics, pretrained, runtime
+from .. import distributed, metrics, pretrained, runtime
 from ..configs.ddpm import (LESSON_SAMPLER, LESSON_T_BAND, LESSON_TRAIN, LESSON_UNET, PRETRAINED_T_BAND,
                             PRETRAINED_TRAIN, PRETRAINED_UNET, SCHEDULE)
 from ..data import load_mnist
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
                              "added to their manifest entry")
     parser.add_argument("--n", type=int, default=1000, help="samples for --compare-samplers")
     args = parser.parse_args(argv)
-    rt = runtime.setup(seed=0)
+    rt = runtime.setup(seed=0, verbose=distributed.is_main_process())
     if args.compare_samplers:
         net = pretrained.load_pretrained("ddpm", device="cpu", directory=args.out)
         net.to(memory_format=torch.channels_last)
@@ -141,6 +141,8 @@ def main(argv=None) -> int:
                  description=name)
     if result.interrupted:
         return 1
+    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
+        return 0
     net = as_shipped(result.best).to(memory_format=torch.channels_last)
     classifier = pretrained.load_pretrained("classifier", device="cpu")
     _, test_features = metrics.predict(classifier, load_mnist("test").images)

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import torch
 
-from .. import metrics, pretrained, runtime
+from .. import distributed, metrics, pretrained, runtime
 from ..captions import DIGIT_WORDS, captioned_latents
 from ..clip import PromptEncoder
 from ..metrics import measure_guidance
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="samples per measurement")
     parser.add_argument("--out", default=None, help="weights folder (default: sdlib/weights)")
     args = parser.parse_args(argv)
-    rt = runtime.setup(seed=0)
+    rt = runtime.setup(seed=0, verbose=distributed.is_main_process())
     config = replace(LATENT_TRAIN, steps=args.steps or LATENT_TRAIN.steps, device=str(rt.device))
     vae = pretrained.load_pretrained("vae", device=rt.device)
     encoder = PromptEncoder.pretrained(device=rt.device)
@@ -133,6 +133,8 @@ def main(argv=None) -> int:
                  checkpoint=args.checkpoint or runtime.runs_dir() / "latent_ddpm_recipe.pt")
     if result.interrupted:
         return 1
+    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
+        return 0
     net = as_shipped(result.best)
     pipe = LatentDiffusion(vae.cpu(), encoder.cpu(), net)
     classifier = pretrained.load_pretrained("classifier", device="cpu")

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import torch
 
-from .. import metrics, pretrained, runtime
+from .. import distributed, metrics, pretrained, runtime
 from ..captions import CaptionedPrompts, captioned_dataset
 from ..clip import PromptEncoder
 from ..metrics import measure_guidance
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ws", type=float, nargs="+", default=list(GUIDANCE_SCALES), help="guidance scales to measure")
     parser.add_argument("--out", default=None, help="weights folder (default: sdlib/weights)")
     args = parser.parse_args(argv)
-    rt = runtime.setup(seed=0)
+    rt = runtime.setup(seed=0, verbose=distributed.is_main_process())
     unet_config, train_config = (LESSON_UNET, LESSON_TRAIN) if args.lesson else (PRETRAINED_UNET, PRETRAINED_TRAIN)
     train_config = replace(train_config, steps=args.steps or train_config.steps, device=str(rt.device))
     name = "text_ddpm_lesson" if args.lesson else "text_ddpm"
@@ -68,6 +68,8 @@ def main(argv=None) -> int:
                  checkpoint=args.checkpoint or runtime.runs_dir() / f"{name}_recipe.pt")
     if result.interrupted:
         return 1
+    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
+        return 0
     net = as_shipped(result.best).to(memory_format=torch.channels_last)
     encoder.cpu()
     classifier = pretrained.load_pretrained("classifier", device="cpu")

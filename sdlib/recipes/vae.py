@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from .. import metrics, pretrained, runtime
+from .. import distributed, metrics, pretrained, runtime
 from ..configs.vae import BETA, VAE_CONFIG, VAE_TRAIN
 from ..data import load_mnist
 from ..train import fit
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    rt = runtime.setup(seed=0)
+    rt = runtime.setup(seed=0, verbose=distributed.is_main_process())
     train, test = load_mnist("train"), load_mnist("test")
     config = replace(VAE_TRAIN, steps=args.steps, device=str(rt.device))
     vae = KLAutoencoder(VAE_CONFIG)
@@ -58,6 +58,8 @@ def main(argv=None) -> int:
                  checkpoint=args.checkpoint or runtime.runs_dir() / "vae_recipe.pt")
     if result.interrupted:
         return 1
+    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
+        return 0
     vae = as_shipped(result.model)
     scale = vae.set_latent_scale(train.images[:10000])
     classifier = pretrained.load_pretrained("classifier", device="cpu")
