@@ -44,6 +44,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from .. import validate
+
 
 class ExerciseError(AssertionError):
     """The learner's answer is not right yet; the message says what is wrong and hints at why."""
@@ -209,18 +211,10 @@ def read_answer(fn: Callable, *args, choices: Sequence[str] | None = None, low: 
         if key not in lookup:
             raise ExerciseError(f"{name} returned {value!r}, which is not one of the choices: {offered}")
         return lookup[key]
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype == torch.bool:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ExerciseError(f"{name} should return a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ExerciseError(f"{name} returned {value}: give a finite number")
-    if (low is not None and value < low) or (high is not None and value > high):
-        span = (f"between {low:g} and {high:g}" if low is not None and high is not None
-                else f"at least {low:g}" if low is not None else f"at most {high:g}")
-        raise ExerciseError(f"{name} returned {value:g}, but the answer must lie {span}")
-    return value
+    try:                                              # the library's one check of a number, as an exercise error
+        return validate.finite_number(value, f"the answer of {name}", low=low, high=high)
+    except (TypeError, ValueError) as error:
+        raise ExerciseError(str(error)) from None
 
 
 def compare_prediction(predict: Callable, measure, *, what: str, choices: Sequence[str] | None = None,
