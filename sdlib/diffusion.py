@@ -113,6 +113,28 @@ class DDPMObjective:
                 "p_uncond": self.p_uncond, "t_probs": None if self.t_probs is None else self.t_probs.detach().cpu()}
 
 
+class NoisyClassifierObjective:
+    """A `loss_fn` for sdlib.train.fit that trains a noise-aware classifier p_φ(y | x_t, t) (classifier
+    guidance, lesson 07): each image of a batch (images, labels) is noised to a uniformly drawn t, as in
+    Algorithm 1, and the loss is the cross-entropy of the classifier's logits for (x_t, t)."""
+
+    def __init__(self, schedule: NoiseSchedule):
+        if not isinstance(schedule, NoiseSchedule):
+            raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+        self.schedule = schedule
+
+    def __call__(self, model, batch, generator):
+        x0, labels = batch[0], batch[1]
+        validate.model_range(x0, "x0")
+        t = draw_timesteps(self.schedule, x0.shape[0], generator, x0.device, None)
+        xt = self.schedule.add_noise(x0, randn(x0.shape, generator, x0.device, x0.dtype), t)
+        logits = model(xt, t).float()
+        return F.cross_entropy(logits, labels), {"accuracy": (logits.argmax(1) == labels).float().mean().item()}
+
+    def settings(self) -> dict:
+        return {"T": self.schedule.T, "schedule": self.schedule.name, "betas_sha256": self.schedule.fingerprint()}
+
+
 def drop_prompts(model, context: torch.Tensor, mask: torch.Tensor | None, drop: torch.Tensor):
     """Replace the prompts where `drop` is True by the U-Net's learned empty prompt (`UNet.empty_prompt`)."""
     null, null_mask = model.empty_prompt(context.shape[0], context.shape[1])

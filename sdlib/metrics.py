@@ -234,6 +234,39 @@ class GuidanceRow:
                 f"confident {self.confident:.1%}, spread {self.spread_ratio:.2f}× real{thick} ({self.seconds:.0f} s)")
 
 
+
+@dataclass
+class PromptReport:
+    """How well n samples obey their digits, with standard errors (lesson 07's live rows)."""
+    n: int
+    prompt_accuracy: float
+    prompt_accuracy_se: float       # binomial: sqrt(p (1 - p) / n)
+    classifier_fid: float
+    classifier_fid_se: float        # the spread of the FID over bootstrap resamples of the samples
+
+    def __str__(self) -> str:
+        return (f"prompt accuracy {self.prompt_accuracy:6.1%} ± {self.prompt_accuracy_se:.1%}, "
+                f"classifier FID {self.classifier_fid:6.1f} ± {self.classifier_fid_se:.1f} ({self.n} samples)")
+
+
+def prompt_report(classifier: nn.Module, images: torch.Tensor, digits: torch.Tensor, reference_features: torch.Tensor,
+                  *, bootstrap: int = 30, seed: int = 0) -> PromptReport:
+    """Prompt accuracy and classifier FID of `images` made for `digits`, each with its standard error.
+
+    The FID's standard error is the standard deviation of the FID over `bootstrap` resamples (with
+    replacement) of the images; it measures the noise from using n samples, not the FID's bias (a FID from
+    few samples is larger than from many: compare FIDs only at the same n)."""
+    bootstrap = validate.positive_int(bootstrap, "bootstrap", minimum=2)
+    probs, feats = predict(classifier, images)
+    accuracy = prompt_accuracy(probs, digits)
+    fid = classifier_fid(feats, reference_features)
+    ref = gaussian_stats(reference_features)
+    g = torch.Generator().manual_seed(seed)
+    fids = torch.tensor([frechet_distance(*gaussian_stats(feats[torch.randint(len(feats), (len(feats),), generator=g)]),
+                                          *ref) for _ in range(bootstrap)])
+    n = len(images)
+    return PromptReport(n, accuracy, (accuracy * (1 - accuracy) / n) ** 0.5, fid, fids.std().item())
+
 def thickness_obeyed(images: torch.Tensor, digits: torch.Tensor, wanted: torch.Tensor,
                      thresholds: StyleThresholds) -> float:
     """Fraction of images whose measured stroke width falls in the tercile their prompt named

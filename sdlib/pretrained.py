@@ -117,12 +117,13 @@ def _kinds() -> dict[str, _Kind]:
     # These modules are part of sdlib: an ImportError from them is a real bug and must surface.
     from .clip import CLIPConfig, build_clip
     from .metrics import ClassifierConfig, DigitClassifier
-    from .unet import UNet, UNetConfig
+    from .unet import NoisyClassifier, NoisyClassifierConfig, UNet, UNetConfig
     from .vae import KLConfig, build_vae
 
     return {
         "classifier": _Kind(ClassifierConfig, lambda c: DigitClassifier(ClassifierConfig(**_tuples(c)))),
         "unet": _Kind(UNetConfig, lambda c: UNet(UNetConfig(**_tuples(c)))),
+        "noisy_classifier": _Kind(NoisyClassifierConfig, lambda c: NoisyClassifier(NoisyClassifierConfig(**_tuples(c)))),
         "vae": _Kind(KLConfig, build_vae),
         "clip": _Kind(CLIPConfig, build_clip),
     }
@@ -185,7 +186,7 @@ def schedule(name: str, directory: str | os.PathLike | None = None) -> NoiseSche
         with_one = [n for n, e in read_manifest(directory).items()
                     if isinstance(e, dict) and isinstance(e.get("extra"), dict) and "schedule" in e["extra"]]
         raise WeightsError(f"pretrained model {name!r} (kind {info['kind']!r}) records no noise schedule in "
-                           f"{manifest}; only diffusion models do (here: {', '.join(with_one) or 'none'})")
+                           f"{manifest}; only models of noisy images do (here: {', '.join(with_one) or 'none'})")
     return found
 
 

@@ -262,6 +262,61 @@ class ClassifierFreeGuidance:
         return guidance(eps_cond, eps_uncond, self.w)
 
 
+class ClassifierGuidance:
+    """A denoiser that steers an ε-prediction model toward class `labels` with the gradient of a noise-aware
+    classifier (Dhariwal & Nichol 2021, their Algorithm 2, the form for ε-prediction samplers):
+
+        ε̂ = ε_θ(x_t, t) − s · sqrt(1 − ᾱ_t) · ∇_{x_t} log p_φ(y | x_t, t)
+
+    ε is a scaled score, ε = −sqrt(1 − ᾱ_t) ∇ log p(x_t), so this adds s times the classifier's score to the
+    model's: sampling from p(x_t) p_φ(y | x_t)^s. s = 0 is the model alone. Any sampler of this module runs
+    it through `sample()`, like ClassifierFreeGuidance.
+
+    model: an ε-prediction U-Net (unconditional, or conditional on its empty prompt);
+    classifier: a classifier of noisy images with the time step as input (`sdlib.unet.NoisyClassifier`,
+        `load_pretrained("noisy_classifier")`), trained on the same schedule;
+    labels: (B,) digit classes, one per sample; scale: s; schedule: the model's noise schedule.
+    """
+
+    def __init__(self, model, classifier, labels, scale: float, schedule: NoiseSchedule):
+        self.scale = validate.finite_number(scale, "classifier guidance scale")
+        if not getattr(classifier, "takes_time", False):
+            raise TypeError(f"classifier guidance needs a classifier of noisy images x_t that takes the time step t "
+                            f"as a second input, p(y | x_t, t) (e.g. load_pretrained('noisy_classifier')); a "
+                            f"{type(classifier).__name__} was trained on clean images only and has no time input")
+        validate.instance(schedule, NoiseSchedule, "schedule")
+        classes = getattr(getattr(classifier, "config", None), "classes", 10)
+        if not isinstance(labels, torch.Tensor):
+            labels = torch.as_tensor(labels)
+        validate.labels(labels, "labels", len(labels), classes)
+        max_t = getattr(getattr(classifier, "config", None), "max_t", schedule.T)
+        if max_t != schedule.T:
+            raise ValueError(f"the classifier was trained with T = {max_t} time steps but the schedule has "
+                             f"T = {schedule.T}")
+        self.model, self.classifier, self.labels, self.schedule = model, classifier, labels, schedule
+
+    def select(self, index: slice) -> "ClassifierGuidance":
+        """The same guidance for a slice of the labels (used by `sample` to work in batches)."""
+        return ClassifierGuidance(self.model, self.classifier, self.labels[index], self.scale, self.schedule)
+
+    def classifier_score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """∇_{x_t} log p_φ(y | x_t, t) for each sample's label, shaped like x."""
+        with torch.enable_grad():
+            x = x.detach().float().requires_grad_(True)
+            log_p = torch.log_softmax(self.classifier(x, t).float(), dim=1)
+            chosen = log_p.gather(1, self.labels.to(x.device)[:, None]).sum()
+            return torch.autograd.grad(chosen, x)[0]
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if len(self.labels) != x.shape[0]:
+            raise ValueError(f"the batch has {x.shape[0]} images but {len(self.labels)} labels were given")
+        eps = self.model(x, t)
+        if self.scale == 0.0:
+            return eps
+        scale = (1 - self.schedule.alpha_bar.to(x.device)[t]).sqrt().view(-1, *([1] * (x.dim() - 1)))
+        return eps - self.scale * scale.to(eps.dtype) * self.classifier_score(x, t).to(eps.dtype)
+
+
 def guidance(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
     """Classifier-free guidance: w · (eps_cond − eps_uncond) + eps_uncond (w = 1: no guidance, w = 0: unconditional).
 

@@ -29,6 +29,9 @@ from . import validate
 from .attention import SpatialTransformer
 
 
+NULL_CONTEXTS = ("learned", "zero", "text")
+
+
 @dataclass
 class UNetConfig:
     in_channels: int = 1
@@ -45,6 +48,9 @@ class UNetConfig:
     max_t: int = 1000                        # time steps accepted: 0..max_t
     image_size: int = 28
     patch_size: int = 1                      # 2: fold each 2×2 block of pixels into channels first (28×28 -> 14×14)
+    null_context: str = "learned"            # the empty prompt: "learned" token, "zero" token, or "text" (fixed tokens,
+                                             # the text encoder's output for "", given by UNet.set_empty_prompt)
+    null_tokens: int = 1                     # tokens in the empty prompt ("text": the encoding of "" without padding)
 
     def __post_init__(self):
         self.channels, self.attention = tuple(self.channels), tuple(self.attention)
@@ -54,6 +60,12 @@ class UNetConfig:
             raise ValueError(f"attention levels {self.attention} must be indices into channels {self.channels}")
         if self.patch_size < 1 or self.image_size % self.patch_size:
             raise ValueError(f"patch_size {self.patch_size} must divide image_size {self.image_size}")
+        if self.null_context not in NULL_CONTEXTS:
+            raise ValueError(f"null_context must be one of {', '.join(map(repr, NULL_CONTEXTS))}, "
+                             f"got {self.null_context!r}")
+        if self.null_tokens < 1 or (self.null_context != "text" and self.null_tokens != 1):
+            raise ValueError(f"null_tokens must be 1 for a {self.null_context!r} empty prompt and at least 1 for "
+                             f"\"text\", got {self.null_tokens}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,8 +173,15 @@ class UNet(nn.Module):
                 self.upsample.append(Upsample(cout))
         self.norm_out = nn.GroupNorm(c.groups, width)
         self.conv_out = nn.Conv2d(width, (c.out_channels or c.in_channels) * p2, 3, padding=1)
-        # The "empty prompt": a learned context token used when a conditional model gets no prompt.
-        self.null_context = nn.Parameter(torch.zeros(1, 1, c.context_dim)) if c.context_dim else None
+        # The "empty prompt" a conditional model gets when it has no prompt: a learned context token (the
+        # course's choice), a token of zeros, or fixed tokens from the text encoder ("text": its output for "",
+        # as Stable Diffusion does; set by set_empty_prompt before training and stored with the weights).
+        if c.context_dim and c.null_context == "learned":
+            self.null_context = nn.Parameter(torch.zeros(1, 1, c.context_dim))
+        elif c.context_dim:
+            self.register_buffer("null_context", torch.zeros(1, c.null_tokens, c.context_dim))
+        else:
+            self.null_context = None
 
     @property
     def conditional(self) -> bool:
@@ -172,14 +191,37 @@ class UNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def empty_prompt(self, batch: int, length: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """The unconditional ("empty") prompt, the one definition of it: the learned null token, repeated to
-        `length` tokens of which the mask shows only the first. Returns context (batch, length, context_dim)
-        and mask (batch, length) bool."""
+        """The unconditional ("empty") prompt, the one definition of it: the null token(s) of
+        config.null_context, padded to `length` tokens of which the mask shows only the null ones (the padding
+        repeats the last null token).
+        Returns context (batch, length, context_dim) and mask (batch, length) bool."""
         if self.null_context is None:
             raise ValueError("this U-Net is unconditional (config.context_dim is None): it has no empty prompt")
+        n = self.null_context.shape[1]                     # config.null_tokens
+        if length < n:
+            raise ValueError(f"this U-Net's empty prompt has {n} tokens; a context of {length} cannot hold it")
         mask = torch.zeros(batch, length, dtype=torch.bool, device=self.null_context.device)
-        mask[:, 0] = True
-        return self.null_context.expand(batch, length, -1), mask
+        mask[:, :n] = True
+        # the positions past the null tokens are masked out; they repeat the last one
+        null = torch.cat([self.null_context, self.null_context[:, -1:].expand(1, length - n, -1)], dim=1)
+        return null.expand(batch, length, -1), mask
+
+    @torch.no_grad()
+    def set_empty_prompt(self, context: torch.Tensor, mask: torch.Tensor) -> "UNet":
+        """Fix the empty prompt of a config.null_context = "text" U-Net to an encoded prompt (1, L, width) with
+        its mask (1, L): the text encoder's output for "" (Stable Diffusion's empty prompt). Its real tokens
+        are kept; there must be config.null_tokens of them. Returns the U-Net."""
+        if self.config.null_context != "text":
+            raise ValueError(f"only a U-Net with config.null_context = 'text' takes its empty prompt from the text "
+                             f"encoder; this one's is {self.config.null_context!r}")
+        validate.shaped(context, "context", "1 L C", C=self.config.context_dim)
+        validate.mask(mask, "mask", context.shape[:2])
+        tokens = context[0][mask[0]]
+        if len(tokens) != self.config.null_tokens:
+            raise ValueError(f"the empty prompt has {len(tokens)} real tokens but config.null_tokens is "
+                             f"{self.config.null_tokens}")
+        self.null_context.copy_(tokens[None].to(self.null_context))
+        return self
 
     def check_inputs(self, x, t, context, context_mask) -> torch.Tensor:
         """Refuse inputs the network would choke on, with what was expected; returns t as (B,) int64."""
@@ -216,8 +258,8 @@ class UNet(nn.Module):
         x = validate.to_model_dtype(x, self)
         if context is not None:
             context = validate.to_model_dtype(context, self)
-        if self.conditional and context is None:                       # no prompt: the learned empty prompt
-            context = self.empty_prompt(x.shape[0])[0]
+        if self.conditional and context is None:                       # no prompt: the empty prompt
+            context, context_mask = self.empty_prompt(x.shape[0], self.config.null_tokens)
         if self.conv_in.weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)      # NHWC: faster convolutions on CPU
         temb = self.time_mlp(timestep_embedding(t.to(x.device), self.config.channels[0]))   # (B, time_dim)
@@ -250,3 +292,59 @@ class UNet(nn.Module):
             out = F.pixel_shuffle(out, self.config.patch_size)
         # Only an input that was converted gets its answer converted back (under autocast nothing is).
         return out if x.dtype == x_dtype else out.to(x_dtype)
+
+
+# -- a noise-aware classifier for classifier guidance (lesson 07) -----------------------------------
+
+@dataclass
+class NoisyClassifierConfig:
+    in_channels: int = 1
+    channels: tuple[int, ...] = (32, 64)     # width at each resolution level (28 -> 14 -> 7)
+    classes: int = 10
+    groups: int = 8
+    max_t: int = 1000                        # time steps accepted: 0..max_t
+    image_size: int = 28
+
+    def __post_init__(self):
+        self.channels = tuple(self.channels)
+        if not self.channels or any(c % self.groups for c in self.channels):
+            raise ValueError(f"every entry of channels {self.channels} must be a multiple of groups ({self.groups})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class NoisyClassifier(nn.Module):
+    """p_φ(y | x_t, t): a digit classifier for *noisy* images, the time step as a second input (the
+    classifier of classifier guidance, Dhariwal & Nichol 2021). It is the U-Net's encoder half (the same
+    time embedding and ResBlocks, a ResBlock at every level, then downsampling), followed by global
+    average pooling and a linear layer. (B, C, H, W) x_t in model range and (B,) t -> (B, classes) logits."""
+
+    takes_time = True                        # ClassifierGuidance refuses a classifier without a time input
+
+    def __init__(self, config: NoisyClassifierConfig | None = None):
+        super().__init__()
+        self.config = c = config or NoisyClassifierConfig()
+        ch = c.channels
+        time_dim = 4 * ch[0]
+        self.time_mlp = nn.Sequential(nn.Linear(ch[0], time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        self.conv_in = nn.Conv2d(c.in_channels, ch[0], 3, padding=1)
+        self.res = nn.ModuleList(ResBlock(cin, cout, time_dim, c.groups) for cin, cout in zip((ch[0],) + ch, ch))
+        self.downsample = nn.ModuleList(Downsample(cout) for cout in ch)
+        self.norm_out = nn.GroupNorm(c.groups, ch[-1])
+        self.head = nn.Linear(ch[-1], c.classes)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, x: torch.Tensor, t) -> torch.Tensor:
+        c = self.config
+        validate.images(x, "x", channels=c.in_channels, size=(c.image_size, c.image_size), value_range=None)
+        validate.finite(x, "x")
+        t = validate.timesteps(t, c.max_t, x.shape[0], lowest=0)
+        x = validate.to_model_dtype(x, self)
+        temb = self.time_mlp(timestep_embedding(t.to(x.device), c.channels[0]))
+        h = self.conv_in(x)
+        for res, down in zip(self.res, self.downsample):
+            h = down(res(h, temb))
+        return self.head(F.silu(self.norm_out(h)).mean(dim=(2, 3)))

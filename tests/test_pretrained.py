@@ -133,7 +133,7 @@ def test_config_the_builder_refuses_names_the_model_and_the_kind(copy_of_ddpm):
         pretrained.load_pretrained("ddpm", directory=copy_of_ddpm)
     edit_manifest(copy_of_ddpm, lambda m: m["ddpm"].update(kind="transformer"))
     with pytest.raises(pretrained.WeightsError, match="kind 'transformer', which this sdlib cannot build "
-                                                      r"\(it builds: classifier, unet, vae, clip\)"):
+                                                      r"\(it builds: classifier, unet, noisy_classifier, vae, clip\)"):
         pretrained.load_pretrained("ddpm", directory=copy_of_ddpm)
 
 
@@ -159,8 +159,10 @@ def test_schedule_comes_from_the_manifest():
         s = pretrained.schedule(name)
         assert isinstance(s, NoiseSchedule) and s.name == recorded["name"] and s.T == recorded["T"]
     torch.testing.assert_close(pretrained.schedule("ddpm").beta, NoiseSchedule.linear(1000).beta)
+    with_schedule = (r"ddpm, latent_ddpm, noisy_classifier, text_ddpm, text_ddpm_short_learned, "
+                     r"text_ddpm_short_no_dropout, text_ddpm_short_text, text_ddpm_short_zero")
     with pytest.raises(pretrained.WeightsError, match=r"'classifier' \(kind 'classifier'\) records no noise schedule.*"
-                                                      r"only diffusion models do \(here: ddpm, latent_ddpm, text_ddpm\)"):
+                                                      r"only models of noisy images do \(here: " + with_schedule + r"\)"):
         pretrained.schedule("classifier")
 
 

@@ -210,18 +210,20 @@ def check_guidance_scale(choose_guidance_scale) -> None:
 
 QUIZ = [
     Question(
-        "A text-conditioned U-Net was trained with a prompt for every image, never with the empty prompt. Why can "
-        "it not use classifier-free guidance at w = 3?",
-        options=["It can: guidance only rescales the conditional prediction, ε = w · ε_cond.",
+        "A text-conditioned U-Net was trained with a prompt for every image, never with the empty prompt. What goes "
+        "wrong when it is guided at w = 3?",
+        options=["Nothing: guidance only rescales the conditional prediction, ε = w · ε_cond.",
                  "Guidance needs ε(x_t, t, ∅), and the model never learned what to predict without a prompt: its "
-                 "output for the empty prompt is whatever its weights happen to give for an input never trained on.",
+                 "output for the empty prompt is whatever its weights happen to give for an input never trained on, "
+                 "so the guided step is not the one toward p(x_t) p(y | x_t)^w.",
                  "Guidance at w = 3 needs a separate classifier trained on noisy images.",
                  "Its cross-attention cannot take a prompt of one token."],
         answer=1,
-        explanations=["No: the guided prediction is w (ε_cond − ε_uncond) + ε_uncond; without a meaningful ε_uncond "
-                      "there is no direction to extrapolate along.",
+        explanations=["No: the guided prediction is w (ε_cond − ε_uncond) + ε_uncond; it uses ε_uncond, which this "
+                      "model never learned.",
                       "Yes: dropping the prompt part of the time (p_uncond = 0.1) is what teaches the same weights "
-                      "the unconditional prediction.",
+                      "the unconditional prediction. In section 9 such a model still follows the digit, but its "
+                      "samples drift further from real handwriting as w grows.",
                       "No: that is classifier guidance, the older method; classifier-free guidance takes the "
                       "'classifier' from the difference of the model's own two predictions.",
                       "No: attention takes any number of tokens, one included; the empty prompt is one token."]),

@@ -20,3 +20,18 @@ LESSON_TRAIN = TrainConfig(steps=2400, batch_size=64, lr=2e-3, warmup=100, ema_d
 PRETRAINED_UNET = LESSON_UNET
 PRETRAINED_TRAIN = TrainConfig(steps=5000, batch_size=64, lr=2e-3, warmup=200, ema_decay=0.998, channels_last=True,
                                checkpoint_every=250)
+
+# Guidance's premises (lesson 07, `python -m sdlib.recipes.guidance_premises`): four short models with
+# the lesson's U-Net, identical but for how they learn the unconditional prediction (see the recipe). Each
+# starts from lesson 03's shipped unconditional DDPM (`ddpm`: the same levels, without the attention block),
+# so that a short run only has to teach it to read the prompt.
+PREMISES_TRAIN = TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup=50, ema_decay=0.995, channels_last=True,
+                             checkpoint_every=100)
+PREMISES_SCALES = (1.0, 3.0, 5.0)
+PREMISES_SAMPLER = {"steps": 25, "eta": 0.0}     # DDIM, for the premises' tables and lesson 07's live rows
+PREMISES = {                    # name: (null_context of the U-Net, p_uncond, guidance scales measured)
+    "learned": ("learned", P_UNCOND, PREMISES_SCALES),
+    "no_dropout": ("learned", 0.0, PREMISES_SCALES),
+    "zero": ("zero", P_UNCOND, (3.0, 5.0)),       # at w = 1 the empty prompt plays no part
+    "text": ("text", P_UNCOND, (3.0, 5.0)),
+}
