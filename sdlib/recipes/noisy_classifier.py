@@ -50,8 +50,9 @@ def noisy_accuracy(classifier, schedule, images, labels, t: int, seed: int = 0) 
 def classifier_guided(model, classifier, sampler):
     """images_for(prompts, s, generator) for measure_guidance: classifier guidance toward each prompt's digit."""
     def images_for(prompts, scale, generator):
-        digits = digit_prompts(len(prompts))[1]
-        assert [p for p in digit_prompts(len(prompts))[0]] == list(prompts)
+        expected, digits = digit_prompts(len(prompts))
+        if list(prompts) != expected:       # the labels are read off measure_guidance's balanced digit prompts
+            raise ValueError("classifier guidance is measured on the digit prompts of metrics.digit_prompts only")
         denoiser = ClassifierGuidance(model, classifier, digits, scale, sampler.schedule)
         return sample(denoiser, sampler, (len(prompts), 1, 28, 28), generator=generator, progress=False,
                       batch_size=250).clamp(-1, 1)
