@@ -13,6 +13,7 @@ The loop is short enough to write out, and the lessons do:
   way down (`timesteps`, image-to-image), a per-step hook (`on_step`, inpainting), a trajectory.
 - `ClassifierFreeGuidance`: ε = w·(ε_cond − ε_uncond) + ε_uncond as one batched denoiser (lesson 07),
   and `generate()`: guided samples for a list of prompts.
+The samplers of flow matching (sdlib.flow.EulerSampler, HeunSampler) run in the same `sample()`.
 All images are in model range ([-1, 1] for pixels).
 """
 from __future__ import annotations
@@ -343,6 +344,9 @@ def check_schedule(denoiser, schedule: NoiseSchedule) -> None:
     """Refuse a sampler whose schedule is not the one the model was trained with: its T (config.max_t) and,
     where the model knows it (pretrained models: from the manifest), the schedule's name."""
     model = _model_of(denoiser)
+    if getattr(getattr(model, "config", None), "time_input", "discrete") == "continuous":
+        raise ValueError("the model takes continuous times t in [0, 1] (config.time_input = 'continuous', a flow "
+                         "model): sample it with sdlib.flow.EulerSampler or HeunSampler, not a sampler on a noise schedule")
     max_t = getattr(getattr(model, "config", None), "max_t", None)
     if max_t is not None and max_t != schedule.T:
         raise ValueError(f"the model was trained with T = {max_t} time steps but the sampler's schedule has "
@@ -370,6 +374,8 @@ def sample(denoiser: Callable, sampler, shape=None, *, x_T: torch.Tensor | None 
            timesteps: list[int] | None = None, on_step: Callable | None = None):
     """Run `sampler` from x_T ~ N(0, I) down to x_0 with `denoiser(x_t, t) -> eps_pred` (a U-Net, or a
     ClassifierFreeGuidance). Returns the samples, or (samples, Trajectory) if trajectory=True.
+    A flow sampler (sdlib.flow.EulerSampler, HeunSampler) runs the same loop from t = 1 to t = 0 with float
+    times, and its denoiser predicts a velocity v instead of ε.
 
     shape: (N, C, H, W) of the samples (or give x_T); batch_size: work in batches of this size (the result
         does not depend on it: every sample has its own noise, see SampleNoise);
@@ -379,7 +385,10 @@ def sample(denoiser: Callable, sampler, shape=None, *, x_T: torch.Tensor | None 
     on_step(t, t_prev, x) -> x: called after each step with the new sample (inpainting puts the known
         region back here). A hook or denoiser with a `select(slice)` method is cut to match each batch.
     """
-    check_schedule(denoiser, sampler.schedule)
+    if getattr(sampler, "schedule", None) is not None:
+        check_schedule(denoiser, sampler.schedule)
+    if hasattr(sampler, "check_model"):                 # a flow sampler: a model of continuous time
+        sampler.check_model(denoiser)
     n = len(x_T) if x_T is not None else (shape[0] if shape is not None else None)
     if n is None:
         raise ValueError("give the shape of the samples, or x_T")
@@ -420,11 +429,14 @@ def _loop(denoiser, sampler, x, noise, timesteps, on_step, progress, trajectory,
     from tqdm.auto import tqdm
 
     record = Trajectory()
+    # a second-order sampler (sdlib.flow.HeunSampler) calls the model again inside its step
+    extra = {"model": denoiser} if getattr(sampler, "calls_model", False) else {}
     bar = tqdm(timesteps, desc=type(sampler).__name__.replace("Sampler", ""), disable=not progress, leave=False)
     for i, t in enumerate(bar):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else 0
-        eps_pred = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
-        out = sampler.step(eps_pred, t, x, noise, t_prev=t_prev)
+        dtype = torch.float32 if isinstance(t, float) else torch.long      # flow samplers: float t in [0, 1]
+        eps_pred = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=dtype))
+        out = sampler.step(eps_pred, t, x, noise, t_prev=t_prev, **extra)
         if trajectory and (i % trajectory_every == 0 or i == len(timesteps) - 1):
             record.t.append(t)
             record.xt.append(x.detach().cpu())

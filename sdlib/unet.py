@@ -14,7 +14,9 @@ channels; the decoder comes back up, concatenating the encoder's features at the
 (the skip connections of Ronneberger et al. 2015) so that fine detail survives. Optional
 `SpatialTransformer` blocks add self-attention over the pixels and, with a text context,
 cross-attention to the prompt (lesson 06); without them this is the plain U-Net of lesson 03.
-One `UNetConfig` describes every U-Net in the course.
+One `UNetConfig` describes every U-Net in the course, the flow-matching one too: with
+`time_input="continuous"` it takes a time t in [0, 1] instead of a step 0..max_t, and is trained to
+predict a velocity v instead of ε (sdlib.flow).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from .attention import SpatialTransformer
 
 
 NULL_CONTEXTS = ("learned", "zero", "text")
+TIME_INPUTS = ("discrete", "continuous")
 
 
 @dataclass
@@ -51,6 +54,8 @@ class UNetConfig:
     null_context: str = "learned"            # the empty prompt: "learned" token, "zero" token, or "text" (fixed tokens,
                                              # the text encoder's output for "", given by UNet.set_empty_prompt)
     null_tokens: int = 1                     # tokens in the empty prompt ("text": the encoding of "" without padding)
+    time_input: str = "discrete"             # "discrete": integer t in 0..max_t (DDPM); "continuous": float t in
+                                             # [0, 1] (flow matching, sdlib.flow), embedded as t·max_t
 
     def __post_init__(self):
         self.channels, self.attention = tuple(self.channels), tuple(self.attention)
@@ -63,6 +68,9 @@ class UNetConfig:
         if self.null_context not in NULL_CONTEXTS:
             raise ValueError(f"null_context must be one of {', '.join(map(repr, NULL_CONTEXTS))}, "
                              f"got {self.null_context!r}")
+        if self.time_input not in TIME_INPUTS:
+            raise ValueError(f"time_input must be one of {', '.join(map(repr, TIME_INPUTS))}, "
+                             f"got {self.time_input!r}")
         if self.null_tokens < 1 or (self.null_context != "text" and self.null_tokens != 1):
             raise ValueError(f"null_tokens must be 1 for a {self.null_context!r} empty prompt and at least 1 for "
                              f"\"text\", got {self.null_tokens}")
@@ -72,8 +80,9 @@ class UNetConfig:
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding of integer time steps (B,) -> (B, dim), as in the transformer's positions:
-    [sin(t ω_0), ..., sin(t ω_{d/2-1}), cos(t ω_0), ...] with ω_i = max_period^(-2i/d)."""
+    """Sinusoidal embedding of time steps (B,) -> (B, dim), as in the transformer's positions:
+    [sin(t ω_0), ..., sin(t ω_{d/2-1}), cos(t ω_0), ...] with ω_i = max_period^(-2i/d). t: integer steps,
+    or continuous times already scaled to the same range (t·max_t, see UNetConfig.time_input)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     angles = t.float()[:, None] * freqs[None, :]                  # (B, half)
@@ -224,7 +233,8 @@ class UNet(nn.Module):
         return self
 
     def check_inputs(self, x, t, context, context_mask) -> torch.Tensor:
-        """Refuse inputs the network would choke on, with what was expected; returns t as (B,) int64."""
+        """Refuse inputs the network would choke on, with what was expected; returns t as (B,) int64, or as
+        (B,) float in [0, 1] for a continuous-time U-Net."""
         c = self.config
         validate.floating(x, "x", value_range=validate.MODEL_RANGE)
         validate.shaped(x, "x", "B C H W", what="image", C=c.in_channels)
@@ -233,7 +243,10 @@ class UNet(nn.Module):
         if x.shape[-2] % c.patch_size or x.shape[-1] % c.patch_size:
             raise ValueError(f"x is {x.shape[-2]}x{x.shape[-1]}, but this U-Net folds {c.patch_size}x{c.patch_size} "
                              f"patches (config.patch_size): height and width must be multiples of {c.patch_size}")
-        t = validate.timesteps(t, c.max_t, x.shape[0], lowest=0)
+        if c.time_input == "continuous":
+            t = validate.continuous_times(t, x.shape[0])
+        else:
+            t = validate.timesteps(t, c.max_t, x.shape[0], lowest=0)
         if context is not None:
             if not self.conditional:
                 raise ValueError("this U-Net is unconditional (config.context_dim is None) but got a context")
@@ -248,8 +261,10 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, C, H, W) noisy images; t: (B,) int time steps (or one int); context: (B, L, context_dim)
-        text features and context_mask: (B, L) bool (True for real tokens). Returns ε̂ shaped like x.
+        """x: (B, C, H, W) noisy images; t: (B,) int time steps (or one int), or for config.time_input =
+        "continuous" (B,) float times in [0, 1] (or one number); context: (B, L, context_dim)
+        text features and context_mask: (B, L) bool (True for real tokens). Returns ε̂ (a flow model: v̂) shaped
+        like x.
 
         x and context in another floating dtype than the model's (float64, half) are computed in the
         model's dtype, and ε̂ comes back in x's dtype."""
@@ -262,6 +277,8 @@ class UNet(nn.Module):
             context, context_mask = self.empty_prompt(x.shape[0], self.config.null_tokens)
         if self.conv_in.weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)      # NHWC: faster convolutions on CPU
+        if self.config.time_input == "continuous":       # t in [0, 1] -> [0, max_t]: the angles of discrete steps
+            t = t * self.config.max_t
         temb = self.time_mlp(timestep_embedding(t.to(x.device), self.config.channels[0]))   # (B, time_dim)
 
         if self.config.patch_size > 1:                   # (B, C, 28, 28) -> (B, 4C, 14, 14): space to depth

@@ -299,6 +299,37 @@ def timesteps(t, T: int, batch: int | None = None, *, lowest: int = 0, name: str
     return t.long()
 
 
+def continuous_times(t, batch: int | None = None, *, name: str = "t") -> torch.Tensor:
+    """Continuous times t in [0, 1] (flow matching: t = 0 data, t = 1 noise) as a 1-D float tensor, one
+    per image: a number (the same for the whole batch), a 0-d tensor or a tensor of shape (B,); finite.
+    Integer tensors are accepted when their values lie in [0, 1]; above 1 they are refused as time steps
+    0..T of a discrete-time model."""
+    if _is_bool(t):
+        raise TypeError(f"{name} must be a float time in [0, 1] or a float tensor of them, got a bool")
+    if isinstance(t, numbers.Real):
+        t = torch.full((1 if batch is None else batch,), float(t))
+    if not isinstance(t, torch.Tensor) or t.is_complex():
+        raise TypeError(f"{name} must be a float time in [0, 1] or a float tensor of them (one per image), "
+                        f"got {type(t).__name__} {t!r}")
+    if t.dim() == 0:
+        t = t.reshape(1).expand(1 if batch is None else batch)
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be a single number or have shape (B,), one time in [0, 1] per image, "
+                         f"got shape {tuple(t.shape)}")
+    if batch is not None and t.shape[0] != batch:
+        raise ValueError(f"{name} has {t.shape[0]} entries but the batch has {batch} images: "
+                         f"give one time per image, or a single number")
+    if t.numel() and reads_values(t):
+        lo, hi = _extremes(t.float())
+        _refuse_non_finite(lo, hi, name, ": expected finite times in [0, 1]")
+        if lo < 0 or hi > 1:
+            hint = (" (integer time steps 0..T of a discrete-time model? a continuous-time model takes t = step / T)"
+                    if not t.is_floating_point() else "")
+            raise ValueError(f"{name} must lie in [0, 1] (t = 0 data, t = 1 noise), got values in "
+                             f"[{lo:.3g}, {hi:.3g}]{hint}")
+    return t if t.is_floating_point() else t.float()
+
+
 def timestep(t, T: int, *, lowest: int = 1, name: str = "t") -> int:
     """One time step as an int in [lowest, T]: refuses 2.7 (not truncated to 2), True, and tensors of many."""
     if isinstance(t, torch.Tensor):
