@@ -97,13 +97,7 @@ class DDPMObjective:
 
     def __call__(self, model, batch, generator):
         x0 = batch[0]
-        context = mask = None
-        if self.encode_prompts is not None:
-            context, mask = self.encode_prompts(batch, generator)
-            if self.p_uncond > 0:
-                where = generator.device if generator is not None else x0.device
-                drop = (torch.rand(x0.shape[0], generator=generator, device=where) < self.p_uncond).to(x0.device)
-                context, mask = drop_prompts(model, context, mask, drop)
+        context, mask = training_prompts(model, batch, self.encode_prompts, self.p_uncond, generator)
         return ddpm_loss(model, self.schedule, x0, generator, context, mask, self.t_probs)
 
     def settings(self) -> dict:
@@ -133,6 +127,20 @@ class NoisyClassifierObjective:
 
     def settings(self) -> dict:
         return {"T": self.schedule.T, "schedule": self.schedule.name, "betas_sha256": self.schedule.fingerprint()}
+
+
+def training_prompts(model, batch, encode_prompts, p_uncond: float, generator):
+    """The context of a training batch: (None, None) for an unconditional model; else the encoded prompts,
+    each replaced by the empty prompt with probability p_uncond (drawn from `generator`, one draw per image)."""
+    if encode_prompts is None:
+        return None, None
+    x0 = batch[0]
+    context, mask = encode_prompts(batch, generator)
+    if p_uncond > 0:
+        where = generator.device if generator is not None else x0.device
+        drop = (torch.rand(x0.shape[0], generator=generator, device=where) < p_uncond).to(x0.device)
+        context, mask = drop_prompts(model, context, mask, drop)
+    return context, mask
 
 
 def drop_prompts(model, context: torch.Tensor, mask: torch.Tensor | None, drop: torch.Tensor):

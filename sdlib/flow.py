@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from . import validate
-from .diffusion import drop_prompts
+from .diffusion import training_prompts
 from .runtime import randn
 from .samplers import StepOutput
 
@@ -124,13 +124,7 @@ class FlowMatchingObjective:
 
     def __call__(self, model, batch, generator):
         x0 = batch[0]
-        context = mask = None
-        if self.encode_prompts is not None:             # the prompts and their dropout, as DDPMObjective draws them
-            context, mask = self.encode_prompts(batch, generator)
-            if self.p_uncond > 0:
-                where = generator.device if generator is not None else x0.device
-                drop = (torch.rand(x0.shape[0], generator=generator, device=where) < self.p_uncond).to(x0.device)
-                context, mask = drop_prompts(model, context, mask, drop)
+        context, mask = training_prompts(model, batch, self.encode_prompts, self.p_uncond, generator)   # as DDPM's
         t = draw_times(x0.shape[0], self.distribution, generator, x0.device, m=self.m, s=self.s)
         eps = randn(x0.shape, generator, x0.device, x0.dtype)
         return flow_loss(model, x0, t, eps, context, mask)
