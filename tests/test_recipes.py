@@ -27,7 +27,7 @@ def test_sampler_comparison_runs_the_samplers_it_names_on_the_same_noises():
 
 
 @pytest.mark.parametrize("name", ["classifier", "ddpm", "vae", "clip", "text_ddpm", "latent_ddpm", "guidance_premises",
-                                  "noisy_classifier"])
+                                  "noisy_classifier", "flow"])
 def test_every_recipe_answers_help(name, capsys):
     recipe = importlib.import_module(f"sdlib.recipes.{name}")
     with pytest.raises(SystemExit) as stop:

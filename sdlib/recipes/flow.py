@@ -1,0 +1,177 @@
+"""Train the flow-matching models of bonus lesson 09 on MNIST, and measure them against the DDPMs.
+
+    python -m sdlib.recipes.flow                   # the shipped unconditional `flow` model, and the samplers' table
+    python -m sdlib.recipes.flow --lesson          # the lesson's ten-minute settings, measured the same way
+    python -m sdlib.recipes.flow --compare-times   # lesson-size runs with t uniform and t logit-normal (SD3)
+    python -m sdlib.recipes.flow --text            # the text-conditioned `text_flow` model, with guidance
+
+The settings are in sdlib.configs.flow: each model has its DDPM twin's U-Net and training run, with a
+continuous time input. The samplers' table: for steps in (50, 20, 10, 5), DDIM (η = 0, x̂0 not clipped) on
+the shipped `ddpm`, and Euler and Heun on the flow model, all from the same 1,000 starting noises; for each
+row the network evaluations, classifier FID against the 10,000 test digits, confidence and seconds. It is
+printed and stored in the model's manifest entry. `--text` measures prompt accuracy with classifier-free
+guidance applied to v (Euler) next to `text_ddpm`'s with DDIM, on the same balanced digit prompts.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+
+import torch
+
+from .. import distributed, metrics, pretrained, runtime
+from ..configs import flow as config
+from ..configs.ddpm import SCHEDULE
+from ..data import load_mnist
+from ..flow import EulerSampler, FlowMatchingObjective, HeunSampler
+from ..samplers import DDIMSampler, sample
+from ..schedules import NoiseSchedule
+from ..train import fit
+from ..unet import UNet
+from . import as_shipped, final_mean
+
+RECIPE = "python -m sdlib.recipes.flow"
+
+
+def objective(distribution: str = config.TIME_DISTRIBUTION, encode_prompts=None, p_uncond: float = 0.0):
+    extra = config.LOGIT_NORMAL if distribution == "logit_normal" else {}
+    return FlowMatchingObjective(encode_prompts, p_uncond, distribution, **extra)
+
+
+def samplers_table(flow_model, ddpm_model, classifier, test_features, *, steps=config.TABLE_STEPS,
+                   n: int = config.N_TABLE, seed: int = 0, log=print) -> list[dict]:
+    """Steps × {DDIM on the DDPM, Euler and Heun on the flow model}, on the same n noises (seed)."""
+    schedule = NoiseSchedule.linear(SCHEDULE["T"])
+    rows = []
+    for k in steps:
+        for name, model, sampler in (("DDIM", ddpm_model, DDIMSampler(schedule, k, eta=0.0)),
+                                     ("Euler", flow_model, EulerSampler(k)), ("Heun", flow_model, HeunSampler(k))):
+            start = time.perf_counter()
+            x = sample(model, sampler, (n, 1, 28, 28), generator=torch.Generator().manual_seed(seed), progress=False,
+                       batch_size=500).clamp(-1, 1)
+            seconds = time.perf_counter() - start
+            report = metrics.evaluate_samples(classifier, x, test_features)
+            nfe = k if name != "Heun" else sampler.nfe
+            rows.append({"sampler": name, "steps": k, "nfe": nfe, "classifier_fid": round(report.classifier_fid, 1),
+                         "confident": round(report.confident, 3), "seconds": round(seconds, 1)})
+            log(f"{name:>5} {k:>3} steps ({nfe:>3} evaluations): {seconds:6.1f} s  {report}")
+    return rows
+
+
+def train(name, unet_config, train_config, objective_, data, checkpoint):
+    model = UNet(unet_config)
+    print(f"{name}: {model.num_parameters():,} parameters, {train_config.steps} steps of {train_config.batch_size}")
+    return fit(model, objective_, data, train_config, checkpoint=checkpoint, description=name)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog=RECIPE, description=__doc__.split("\n\n")[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--lesson", action="store_true", help="train the lesson's ten-minute model instead")
+    group.add_argument("--compare-times", action="store_true", help="lesson-size runs with t uniform and logit-normal")
+    group.add_argument("--text", action="store_true", help="train the text-conditioned model and measure guidance")
+    parser.add_argument("--steps", type=int, default=None, help="override the number of training steps")
+    parser.add_argument("--n", type=int, default=config.N_TABLE, help="samples per row of the measurements")
+    parser.add_argument("--out", default=None, help="weights folder (default: sdlib/weights)")
+    args = parser.parse_args(argv)
+    rt = runtime.setup(seed=0, verbose=distributed.is_main_process())
+    classifier = pretrained.load_pretrained("classifier", device="cpu")
+    test = load_mnist("test")
+    _, test_features = metrics.predict(classifier, test.images)
+    runs = runtime.runs_dir()
+
+    if args.text:
+        return train_text(args, rt, classifier, test, test_features)
+    if args.compare_times:
+        out = {}
+        for distribution in ("uniform", "logit_normal"):
+            tc = replace(config.LESSON_TRAIN, steps=args.steps or config.LESSON_TRAIN.steps, device=str(rt.device))
+            result = train(f"flow_lesson_{distribution}", config.LESSON_UNET, tc, objective(distribution),
+                           load_mnist("train"), runs / f"flow_lesson_{distribution}_recipe.pt")
+            if result.interrupted:
+                return 1
+            net = as_shipped(result.best).to(memory_format=torch.channels_last)
+            rows = _flow_rows(net, classifier, test_features, args.n)
+            out[distribution] = {"rows": rows, "steps": result.steps, "train_minutes": round(result.seconds / 60, 1),
+                                 "final_loss": final_mean(result.history)}
+            print(distribution, out[distribution])
+        if distributed.is_main_process():
+            pretrained.record_metrics("flow", {"time_distributions": out}, directory=args.out)
+        return 0
+
+    unet_config, train_config = ((config.LESSON_UNET, config.LESSON_TRAIN) if args.lesson
+                                 else (config.PRETRAINED_UNET, config.PRETRAINED_TRAIN))
+    train_config = replace(train_config, steps=args.steps or train_config.steps, device=str(rt.device))
+    name = "flow_lesson" if args.lesson else "flow"
+    result = train(name, unet_config, train_config, objective(), load_mnist("train"), runs / f"{name}_recipe.pt")
+    if result.interrupted:
+        return 1
+    if not distributed.is_main_process():
+        return 0
+    net = as_shipped(result.best).to(memory_format=torch.channels_last)
+    ddpm = pretrained.load_pretrained("ddpm", device="cpu").to(memory_format=torch.channels_last)
+    rows = samplers_table(net, ddpm, classifier, test_features, n=args.n)
+    measured = {"n": args.n, "table": rows, "time_distribution": config.TIME_DISTRIBUTION,
+                "train_minutes": round(result.seconds / 60, 1), "steps": result.steps,
+                "images_per_second": round(result.images_per_second, 1), "final_loss": final_mean(result.history)}
+    print(measured)
+    if args.lesson:
+        return 0
+    pretrained.save_pretrained(name, net, kind="unet", config=unet_config.to_dict(), recipe=RECIPE, metrics=measured,
+                               extra={"time_distribution": config.TIME_DISTRIBUTION, "objective": "flow_matching"},
+                               directory=args.out)
+    return 0
+
+
+def _flow_rows(net, classifier, test_features, n):
+    """Euler at 10 and 50 steps on one flow model: the rows of the time-distribution comparison."""
+    rows = []
+    for k in (10, 50):
+        x = sample(net, EulerSampler(k), (n, 1, 28, 28), generator=torch.Generator().manual_seed(0), progress=False,
+                   batch_size=500).clamp(-1, 1)
+        report = metrics.evaluate_samples(classifier, x, test_features)
+        rows.append({"sampler": "Euler", "steps": k, "classifier_fid": round(report.classifier_fid, 1),
+                     "confident": round(report.confident, 3)})
+    return rows
+
+
+def train_text(args, rt, classifier, test, test_features) -> int:
+    from ..captions import CaptionedPrompts, captioned_dataset
+    from ..clip import PromptEncoder
+    from ..metrics import measure_guidance
+
+    encoder = PromptEncoder.pretrained(device=rt.device)
+    data, _ = captioned_dataset("train", thresholds=encoder.thresholds)
+    train_config = replace(config.TEXT_TRAIN, steps=args.steps or config.TEXT_TRAIN.steps, device=str(rt.device))
+    result = train("text_flow", config.TEXT_UNET, train_config,
+                   objective(config.TIME_DISTRIBUTION, CaptionedPrompts(encoder), config.P_UNCOND), data,
+                   runtime.runs_dir() / "text_flow_recipe.pt")
+    if result.interrupted:
+        return 1
+    if not distributed.is_main_process():
+        return 0
+    net = as_shipped(result.best).to(memory_format=torch.channels_last)
+    encoder.cpu()
+    rows = measure_guidance(net, encoder, classifier, (test_features, test.labels), config.GUIDANCE_SCALES, n=args.n,
+                            sampler=EulerSampler(config.TEXT_SAMPLER_STEPS), thickness=False)
+    ddpm = pretrained.load_pretrained("text_ddpm", device="cpu").to(memory_format=torch.channels_last)
+    ddpm_rows = measure_guidance(ddpm, encoder, classifier, (test_features, test.labels), config.GUIDANCE_SCALES,
+                                 n=args.n, sampler=DDIMSampler(NoiseSchedule.linear(SCHEDULE["T"]),
+                                                               config.TEXT_SAMPLER_STEPS), thickness=False)
+    measured = {"n": args.n, "sampler": {"name": "Euler", "steps": config.TEXT_SAMPLER_STEPS},
+                "guidance": [r.as_dict() for r in rows],
+                "text_ddpm_ddim": [r.as_dict() for r in ddpm_rows],
+                "train_minutes": round(result.seconds / 60, 1), "steps": result.steps,
+                "final_loss": final_mean(result.history)}
+    print(measured)
+    pretrained.save_pretrained("text_flow", net, kind="unet", config=config.TEXT_UNET.to_dict(), recipe=RECIPE,
+                               metrics=measured, extra={"p_uncond": config.P_UNCOND, "text_encoder": "clip",
+                                                        "objective": "flow_matching", "default_w": 3.0},
+                               directory=args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
