@@ -233,3 +233,42 @@ def _sliders_box(sliders, draw):
         slider.observe(redraw, names="value")
     redraw()
     return widgets.VBox([*sliders, out])
+
+
+def render_strip(explorer, settings, labels=None):
+    """A static stand-in for an explorer's sliders, for a page that cannot run widgets (the course website):
+    `explorer.render` drawn once for each of `settings`, the frames stacked top to bottom in one figure.
+
+    Each setting is one value (render(value)), a tuple (render(*setting)) or a dict (render(**setting)).
+    `labels`, one per setting, are written above the frames (default: the setting). Returns the figure.
+    """
+    if not callable(getattr(explorer, "render", None)):
+        raise TypeError(f"explorer must have a render(...) method, got {type(explorer).__name__}")
+    settings = list(settings)
+    if not settings:
+        raise ValueError("settings must hold at least one setting to draw")
+    labels = [str(s) for s in settings] if labels is None else [str(label) for label in labels]
+    if len(labels) != len(settings):
+        raise ValueError(f"give one label per setting: {len(labels)} labels, {len(settings)} settings")
+    frames = []
+    for setting in settings:
+        if isinstance(setting, dict):
+            fig = explorer.render(**setting)
+        elif isinstance(setting, tuple):
+            fig = explorer.render(*setting)
+        else:
+            fig = explorer.render(setting)
+        fig.canvas.draw()
+        frames.append((np.asarray(fig.canvas.buffer_rgba()).copy(), fig.dpi))
+        plt.close(fig)
+    dpi = frames[0][1]
+    width = max(f.shape[1] for f, _ in frames) / dpi
+    heights = [f.shape[0] / dpi + 0.3 for f, _ in frames]
+    strip, axes = plt.subplots(len(frames), 1, figsize=(width, sum(heights)), dpi=dpi, squeeze=False,
+                               gridspec_kw={"height_ratios": heights})
+    for ax, (frame, _), label in zip(axes[:, 0], frames, labels):
+        ax.imshow(frame, interpolation="nearest")
+        ax.set_title(label, fontsize=10, loc="left")
+        ax.axis("off")
+    strip.subplots_adjust(left=0, right=1, top=1 - 0.3 / sum(heights), bottom=0, hspace=0.3 / (sum(heights) / len(frames)))
+    return strip
