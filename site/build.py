@@ -221,13 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     executed = args.executed.resolve() if args.executed else None
     records = executed_lessons(executed, args.only or sorted(known)) if executed else None
 
-    # A site built in the other mode (or from a subset, or from executed copies) is thrown away, not patched.
+    if out.exists() and any(out.iterdir()) and not (out / ".sdlib-site").exists():
+        raise SystemExit(f"{out} exists and is not a site this script built: choose another --out")
+    # Sphinx writes into WORK/html (MyST-NB keeps the executed outputs' files beside it, in WORK/jupyter_execute);
+    # the finished site is then copied to OUT. A site built in the other mode (or from a subset, or from executed
+    # copies) is thrown away, not patched.
+    html = work / "html"
     stamp = f"{mode} {' '.join(sorted(args.only or []))}{' executed' if executed else ''}".strip()
-    marker = out / ".sdlib-site"
-    if out.exists() and (not marker.exists() or marker.read_text() != stamp):
-        if any(out.iterdir()) and not marker.exists() and not (out / "index.html").exists():
-            raise SystemExit(f"{out} exists and is not a site this script built: choose another --out")
-        shutil.rmtree(out)
+    marker = html / ".sdlib-site"
+    if html.exists() and (not marker.exists() or marker.read_text() != stamp):
+        shutil.rmtree(html)
         shutil.rmtree(work / "doctrees", ignore_errors=True)
 
     started = time.time()
@@ -244,18 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     write_if_changed(ipython_dir / "profile_default" / "startup" / "00-sdlib-site.py",
                      (SITE / "kernel_startup.py").read_bytes())
     env = dict(os.environ, SDLIB_QUICK="1" if quick else "0", SDLIB_NO_WIDGETS="1", IPYTHONDIR=str(ipython_dir),
-               SDLIB_SITE_ROOT=str(ROOT), SDLIB_SITE_CACHE=str(cache), SDLIB_SITE_OUTPUTS=str(work / "jupyter_execute"),
+               SDLIB_SITE_ROOT=str(ROOT), SDLIB_SITE_CACHE=str(cache),
                SDLIB_SITE_ALLOW_ERRORS="1" if args.allow_errors else "0",
                SDLIB_SITE_EXECUTED=str(times) if records is not None else "")
     env.pop("MPLBACKEND", None)      # the kernels' own inline backend, not a test run's Agg (no figures)
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(SITE), "-d", str(work / "doctrees"),
-               "--keep-going", str(src), str(out)]
-    print(f"site/build.py: {mode} mode; sphinx-build into {out}", flush=True)
+               "--keep-going", str(src), str(html)]
+    print(f"site/build.py: {mode} mode; sphinx-build into {html}", flush=True)
     result = subprocess.run(command, env=env, cwd=ROOT)
     if result.returncode != 0:
         print(f"site/build.py: sphinx-build failed (exit {result.returncode})", file=sys.stderr)
         return result.returncode
     marker.write_text(stamp)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(html, out)
     print(f"site/build.py: built {out} in {time.time() - started:.0f} s ({mode} mode); open {out / 'index.html'}")
     return 0
 

@@ -36,7 +36,6 @@ myst_heading_anchors = 3
 EXECUTED = os.environ.get("SDLIB_SITE_EXECUTED", "")
 nb_execution_mode = "off" if EXECUTED else "cache"
 nb_execution_cache_path = os.environ["SDLIB_SITE_CACHE"]
-nb_output_folder = os.environ["SDLIB_SITE_OUTPUTS"]     # the executed outputs' files, under _build/site/MODE
 nb_execution_timeout = -1
 nb_execution_allow_errors = os.environ.get("SDLIB_SITE_ALLOW_ERRORS") == "1"    # build.py --allow-errors
 nb_execution_raise_on_error = not nb_execution_allow_errors
