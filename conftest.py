@@ -57,8 +57,12 @@ def pytest_runtest_setup(item):
     startup = ipython / "profile_default" / "startup" / "00-sdlib-site.py"
     startup.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "site" / "kernel_startup.py", startup)
-    saved = {key: os.environ.get(key) for key in ("IPYTHONDIR", "SDLIB_NO_WIDGETS", "MPLBACKEND")}
-    os.environ.update(IPYTHONDIR=str(ipython), SDLIB_NO_WIDGETS="1")
+    # the lesson's checkpoints go to a folder of this run, emptied first: a test run never resumes a learner's
+    # training from runs/, nor one of an earlier test run
+    runs = ROOT / "_build" / "test-runs" / Path(str(item.parent.fspath)).stem
+    shutil.rmtree(runs, ignore_errors=True)
+    saved = {key: os.environ.get(key) for key in ("IPYTHONDIR", "SDLIB_NO_WIDGETS", "MPLBACKEND", "SDLIB_RUNS_DIR")}
+    os.environ.update(IPYTHONDIR=str(ipython), SDLIB_NO_WIDGETS="1", SDLIB_RUNS_DIR=str(runs))
     os.environ.pop("MPLBACKEND", None)         # the kernel's own inline backend, so its figures are outputs
     try:
         yield

@@ -242,12 +242,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         write_if_changed(times, json.dumps(records, indent=1) + "\n")
 
+    # A lesson that runs in the build trains from scratch: its checkpoints go to a folder of the build, emptied
+    # first, never the learner's runs/ (whose finished training a lesson would resume instead of running).
+    runs = work / "runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir(parents=True)
+
     # Every kernel the build starts runs site/kernel_startup.py (static widgets, text progress bars).
     ipython_dir = work / "ipython"
     write_if_changed(ipython_dir / "profile_default" / "startup" / "00-sdlib-site.py",
                      (SITE / "kernel_startup.py").read_bytes())
     env = dict(os.environ, SDLIB_QUICK="1" if quick else "0", SDLIB_NO_WIDGETS="1", IPYTHONDIR=str(ipython_dir),
-               SDLIB_SITE_ROOT=str(ROOT), SDLIB_SITE_CACHE=str(cache),
+               SDLIB_SITE_ROOT=str(ROOT), SDLIB_SITE_CACHE=str(cache), SDLIB_RUNS_DIR=str(runs),
                SDLIB_SITE_ALLOW_ERRORS="1" if args.allow_errors else "0",
                SDLIB_SITE_EXECUTED=str(times) if records is not None else "")
     env.pop("MPLBACKEND", None)      # the kernels' own inline backend, not a test run's Agg (no figures)

@@ -46,7 +46,8 @@ def lab(tmp_path_factory, browser):  # (the browser first: no server is started 
     for name in EXPLORERS:
         shutil.copy(ROOT / "notebooks" / f"{name}.ipynb", root / f"{name}.ipynb")
     port, token = free_port(), secrets.token_hex(16)
-    env = dict(os.environ, SDLIB_QUICK="1", JUPYTER_RUNTIME_DIR=str(root / ".runtime"))
+    env = dict(os.environ, SDLIB_QUICK="1", JUPYTER_RUNTIME_DIR=str(root / ".runtime"),
+               SDLIB_RUNS_DIR=str(root / "runs"))     # the lessons train afresh, not from a learner's runs/
     env.pop("MPLBACKEND", None)                 # the kernels draw with their inline backend, as a learner's do
     env.pop("SDLIB_NO_WIDGETS", None)           # SDLIB_MNIST_DIR passes through, for offline machines
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
