@@ -270,6 +270,19 @@ def in_model_dtype(module: torch.nn.Module, fn, x: torch.Tensor) -> torch.Tensor
 
 # -- time steps ---------------------------------------------------------------------------------
 
+def _one_per_image(t: torch.Tensor, batch: int | None, name: str, what: str, single: str) -> torch.Tensor:
+    """A 0-d tensor repeated for the batch, or a (B,) tensor whose B matches `batch`; else a clear error."""
+    if t.dim() == 0:
+        t = t.reshape(1).expand(1 if batch is None else batch)
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be a single {single} or have shape (B,), one {what} per image, "
+                         f"got shape {tuple(t.shape)}")
+    if batch is not None and t.shape[0] != batch:
+        raise ValueError(f"{name} has {t.shape[0]} entries but the batch has {batch} images: "
+                         f"give one {what.split(' in ')[0]} per image, or a single {single}")
+    return t
+
+
 def timesteps(t, T: int, batch: int | None = None, *, lowest: int = 0, name: str = "t") -> torch.Tensor:
     """Time steps as a 1-D int64 tensor, one per image: an int (the same for the whole batch), a 0-d
     integer tensor, or an integer tensor of shape (B,); every value in [lowest, T]. Floats are refused,
@@ -285,14 +298,7 @@ def timesteps(t, T: int, batch: int | None = None, *, lowest: int = 0, name: str
     if t.is_floating_point() or t.is_complex():
         raise TypeError(f"{name} must hold integer time steps (an integer tensor, e.g. torch.long), got dtype "
                         f"{t.dtype}: a float time step such as 2.7 would be truncated")
-    if t.dim() == 0:
-        t = t.reshape(1).expand(1 if batch is None else batch)
-    if t.dim() != 1:
-        raise ValueError(f"{name} must be a single int or have shape (B,), one time step per image, "
-                         f"got shape {tuple(t.shape)}")
-    if batch is not None and t.shape[0] != batch:
-        raise ValueError(f"{name} has {t.shape[0]} entries but the batch has {batch} images: "
-                         f"give one time step per image, or a single int")
+    t = _one_per_image(t, batch, name, "time step", "int")
     lo, hi = _extremes(t) if t.numel() else (lowest, lowest)
     if lo < lowest or hi > T:
         raise ValueError(f"{name} must lie in [{lowest}, {T}] (T={T}), got values in [{lo}, {hi}]")
@@ -311,14 +317,7 @@ def continuous_times(t, batch: int | None = None, *, name: str = "t") -> torch.T
     if not isinstance(t, torch.Tensor) or t.is_complex():
         raise TypeError(f"{name} must be a float time in [0, 1] or a float tensor of them (one per image), "
                         f"got {type(t).__name__} {t!r}")
-    if t.dim() == 0:
-        t = t.reshape(1).expand(1 if batch is None else batch)
-    if t.dim() != 1:
-        raise ValueError(f"{name} must be a single number or have shape (B,), one time in [0, 1] per image, "
-                         f"got shape {tuple(t.shape)}")
-    if batch is not None and t.shape[0] != batch:
-        raise ValueError(f"{name} has {t.shape[0]} entries but the batch has {batch} images: "
-                         f"give one time per image, or a single number")
+    t = _one_per_image(t, batch, name, "time in [0, 1]", "number")
     if t.numel() and reads_values(t):
         lo, hi = _extremes(t.float())
         _refuse_non_finite(lo, hi, name, ": expected finite times in [0, 1]")
