@@ -195,7 +195,9 @@ class StopRequests:
 
     def __enter__(self):
         self.requested, self.previous = False, None
-        if threading.current_thread() is threading.main_thread():
+        # (not where SIGINT is ignored, as in a process started in the background: see sdlib.train._HoldInterrupts)
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self.previous = signal.signal(signal.SIGINT, self._request)
         return self
 

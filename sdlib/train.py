@@ -355,7 +355,10 @@ class _HoldInterrupts:
 
     def __enter__(self):
         self.caught, self.previous = False, None
-        if threading.current_thread() is threading.main_thread():
+        # Only where Ctrl-C can stop Python at all: a process started in the background by a shell without job
+        # control ignores SIGINT (SIG_IGN), and must not begin to act on it inside this block.
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self.previous = signal.signal(signal.SIGINT, self._hold)
         return self
 

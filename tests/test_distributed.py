@@ -204,6 +204,9 @@ def worker(folder: str) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C as in a terminal's foreground job, even when the test run was started in the background (whose
+    # commands a shell without job control starts with SIGINT ignored, and its children inherit that)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     worker(*sys.argv[1:])
     # Every check above is done and printed. Leave without the interpreter's teardown: in this harness rank 0
     # hosts the rendezvous store itself (torchrun's agent would), and tearing that store down while rank 1 is

@@ -330,8 +330,37 @@ def test_an_interrupt_anywhere_in_a_step_resumes_bit_identically(tmp_path, point
     same_state(resumed, straight)
 
 
+def test_where_sigint_is_ignored_a_training_step_ignores_it_too():
+    """A process started in the background by a shell without job control ignores SIGINT; a signal sent while
+    the optimizer step holds Ctrl-C back must not turn into a KeyboardInterrupt there either."""
+    import os
+    import signal
+    from sdlib.distributed import StopRequests
+    from sdlib.train import _HoldInterrupts
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _HoldInterrupts() as hold:                  # no KeyboardInterrupt when the block ends
+            os.kill(os.getpid(), signal.SIGINT)
+        assert not hold.caught
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        with StopRequests() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert not stop.requested and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)     # where Ctrl-C works, it is held, then raised
+        with pytest.raises(KeyboardInterrupt):
+            with _HoldInterrupts() as hold:
+                os.kill(os.getpid(), signal.SIGINT)
+                assert hold.caught
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 SIGINT_SCRIPT = """
-import sys, time, torch
+import signal, sys, time, torch
+# Ctrl-C as in a terminal, even when the test run itself was started in the background: a shell without job
+# control starts background commands with SIGINT ignored, and their children inherit that.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from torch import nn
 sys.path.insert(0, {tests!r})
 from test_train import regression_data, make_model, drawing_mse, config
