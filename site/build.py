@@ -265,8 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"site/build.py: sphinx-build failed (exit {result.returncode})", file=sys.stderr)
         return result.returncode
     marker.write_text(stamp)
+    slides, kept = out / "slides", work / "slides.kept"      # python site/slides.py's output survives a rebuild
+    if slides.is_dir():
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.move(str(slides), str(kept))
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(html, out)
+    if kept.is_dir():
+        shutil.move(str(kept), str(slides))
     print(f"site/build.py: built {out} in {time.time() - started:.0f} s ({mode} mode); open {out / 'index.html'}")
     return 0
 

@@ -9,6 +9,8 @@ from pathlib import Path
 ROOT = Path(os.environ["SDLIB_SITE_ROOT"]).resolve()         # the checkout, set by site/build.py
 sys.path.insert(0, str(ROOT))
 
+from sdlib.runtime import is_quick  # noqa: E402  (after the path: the checkout's sdlib)
+
 project = "Stable Diffusion from scratch"
 author = "the course's authors"
 copyright = "the course's authors, MIT licence"
@@ -67,7 +69,7 @@ def _record_execution_times(app, exception):
                 "seconds": None if data.get("runtime") is None else round(float(data["runtime"]), 1),
                 "executed_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["mtime"])),
                 "method": data.get("method"), "succeeded": data.get("succeeded")}
-    mode = "quick" if os.environ.get("SDLIB_QUICK", "").strip().lower() in ("1", "true", "yes", "on") else "full"
+    mode = "quick" if is_quick() else "full"
     out = Path(app.outdir) / "execution_times.json"
     out.write_text(json.dumps({"mode": mode, "lessons": rows}, indent=1) + "\n")
     print(f"\nExecution time of each lesson ({mode} mode; written to {out}):")

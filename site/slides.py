@@ -26,6 +26,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sdlib.runtime import is_quick  # noqa: E402  (after the path: the checkout's sdlib)
 LESSON_GLOB = "[0-9][0-9]*_*.ipynb"
 
 
@@ -104,7 +107,7 @@ def export(notebook: Path, out_dir: Path, executed: bool = False, reveal_prefix:
     nb = nbformat.read(str(notebook), as_version=4)
     if executed:
         from jupyter_cache import get_cache
-        mode = "quick" if os.environ.get("SDLIB_QUICK", "").strip().lower() in ("1", "true", "yes", "on") else "full"
+        mode = "quick" if is_quick() else "full"
         cache = get_cache(str(ROOT / "_build" / "site" / mode / "jupyter_cache"))
         try:
             _, nb = cache.merge_match_into_notebook(nb)

@@ -45,6 +45,10 @@ def lab(tmp_path_factory, browser):  # (the browser first: no server is started 
     root = tmp_path_factory.mktemp("lab")
     for name in EXPLORERS:
         shutil.copy(ROOT / "notebooks" / f"{name}.ipynb", root / f"{name}.ipynb")
+    # No "Would you like to get notified about official Jupyter news?" toast over the screenshots
+    settings = root / ".settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}\n')
     port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ, SDLIB_QUICK="1", JUPYTER_RUNTIME_DIR=str(root / ".runtime"),
                SDLIB_RUNS_DIR=str(root / "runs"))     # the lessons train afresh, not from a learner's runs/
@@ -53,6 +57,7 @@ def lab(tmp_path_factory, browser):  # (the browser first: no server is started 
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
                "--LabApp.expose_app_in_browser=True", f"--LabApp.workspaces_dir={root / '.workspaces'}",
+               f"--LabApp.user_settings_dir={root / '.settings'}",
                "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
