@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sdlib.runtime import is_quick  # noqa: E402  (after the path: the checkout's sdlib)
+
 LESSON_GLOB = "[0-9][0-9]*_*.ipynb"
 
 
