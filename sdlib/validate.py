@@ -270,16 +270,18 @@ def in_model_dtype(module: torch.nn.Module, fn, x: torch.Tensor) -> torch.Tensor
 
 # -- time steps ---------------------------------------------------------------------------------
 
-def _one_per_image(t: torch.Tensor, batch: int | None, name: str, what: str, single: str) -> torch.Tensor:
-    """A 0-d tensor repeated for the batch, or a (B,) tensor whose B matches `batch`; else a clear error."""
+def _one_per_image(t: torch.Tensor, batch: int | None, name: str, unit: str, single: str,
+                   values: str = "") -> torch.Tensor:
+    """A 0-d tensor repeated for the batch, or a (B,) tensor whose B matches `batch`; else a clear error
+    that names the unit ("time step") and, where given, its values (" in [0, 1]")."""
     if t.dim() == 0:
         t = t.reshape(1).expand(1 if batch is None else batch)
     if t.dim() != 1:
-        raise ValueError(f"{name} must be a single {single} or have shape (B,), one {what} per image, "
+        raise ValueError(f"{name} must be a single {single} or have shape (B,), one {unit}{values} per image, "
                          f"got shape {tuple(t.shape)}")
     if batch is not None and t.shape[0] != batch:
         raise ValueError(f"{name} has {t.shape[0]} entries but the batch has {batch} images: "
-                         f"give one {what.split(' in ')[0]} per image, or a single {single}")
+                         f"give one {unit} per image, or a single {single}")
     return t
 
 
@@ -317,7 +319,7 @@ def continuous_times(t, batch: int | None = None, *, name: str = "t") -> torch.T
     if not isinstance(t, torch.Tensor) or t.is_complex():
         raise TypeError(f"{name} must be a float time in [0, 1] or a float tensor of them (one per image), "
                         f"got {type(t).__name__} {t!r}")
-    t = _one_per_image(t, batch, name, "time in [0, 1]", "number")
+    t = _one_per_image(t, batch, name, "time", "number", values=" in [0, 1]")
     if t.numel() and reads_values(t):
         lo, hi = _extremes(t.float())
         _refuse_non_finite(lo, hi, name, ": expected finite times in [0, 1]")

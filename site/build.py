@@ -3,7 +3,7 @@ as the home page; the API reference from sdlib's docstrings; the recipes and the
 the student notebooks as a zip.
 
     pip install -e ".[site]"
-    python site/build.py                 # the full mode: about 80 minutes on a 2-core CPU
+    python site/build.py                 # the full mode: about 100 minutes on a 2-core CPU (docs/measured.md)
     SDLIB_QUICK=1 python site/build.py   # the quick mode: the same site with quick-mode outputs, in minutes
 
 `--executed DIR` renders lessons that were already run instead (the test suite runs each lesson once, through
