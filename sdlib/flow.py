@@ -160,19 +160,45 @@ def eps_from_velocity(xt: torch.Tensor, v: torch.Tensor, t) -> torch.Tensor:
 
 # -- samplers: integrate dx/dt = v_θ(x, t) from t = 1 to t = 0 ------------------------------------
 
+def time_of_alpha_bar(alpha_bar: torch.Tensor) -> torch.Tensor:
+    """The flow time t whose x_t is as noisy as DDPM's x_t at ᾱ, elementwise: the two are equally noisy
+    when their ratios of noise to signal agree, t / (1 − t) = sqrt(1 − ᾱ) / sqrt(ᾱ). alpha_bar: a float
+    tensor of values in (0, 1]; ᾱ = 1 gives t = 0."""
+    validate.floating(alpha_bar, "alpha_bar")
+    if alpha_bar.numel() and (alpha_bar.min() <= 0 or alpha_bar.max() > 1):
+        raise ValueError(f"alpha_bar must lie in (0, 1], got values in [{alpha_bar.min().item():.3g}, "
+                         f"{alpha_bar.max().item():.3g}]")
+    sigma = (1 - alpha_bar).sqrt() / alpha_bar.sqrt()
+    return sigma / (1 + sigma)
+
+
+def shifted_times(steps: int, shift: float = 1.0) -> list[float]:
+    """The time grid 1 = t_0 > t_1 > ... > t_steps = 0 of a flow sampler: u = 1, 1 − 1/steps, ..., 0 evenly
+    spaced, then t = shift·u / (1 + (shift − 1)·u), Stable Diffusion 3's time shift (Esser et al. 2024,
+    Eq. 23). shift = 1: evenly spaced; shift > 1 moves the steps toward the noise (t = 1), < 1 toward the data."""
+    steps = validate.positive_int(steps, "steps")
+    shift = validate.finite_number(shift, "shift", low=0.0)
+    if shift == 0:
+        raise ValueError("shift must be positive (1 for an evenly spaced grid, SD3 uses 3), got 0")
+    grid = [(steps - i) / steps for i in range(steps + 1)]          # 1.0, ..., 1/steps, 0.0
+    return [u if shift == 1 else shift * u / (1 + (shift - 1) * u) for u in grid]
+
+
 class _FlowSampler:
-    """The time grid 1 = t_0 > t_1 > ... > t_steps = 0, evenly spaced, and the checks both solvers share."""
+    """The time grid 1 = t_0 > t_1 > ... > t_steps = 0 (evenly spaced, or shifted toward the noise as in
+    Stable Diffusion 3: `shifted_times`), and the checks both solvers share."""
 
     calls_model = False            # True: step() evaluates the model again itself (sample() passes model=)
 
-    def __init__(self, steps: int = 50):
-        self.steps = validate.positive_int(steps, "steps")
-        grid = [(steps - i) / steps for i in range(steps + 1)]      # 1.0, ..., 1/steps, 0.0
+    def __init__(self, steps: int = 50, shift: float = 1.0):
+        grid = shifted_times(steps, shift)
+        self.steps, self.shift = int(steps), float(shift)
         self.timesteps = grid[:-1]
         self.previous = dict(zip(grid[:-1], grid[1:]))
 
     def __repr__(self):
-        return f"{type(self).__name__}({self.steps} steps, {self.nfe} network evaluations)"
+        shift = "" if self.shift == 1 else f", shift {self.shift:g}"
+        return f"{type(self).__name__}({self.steps} steps{shift}, {self.nfe} network evaluations)"
 
     def check_model(self, denoiser) -> None:
         """Refuse a U-Net of integer time steps (an ε-prediction model): it has no velocity to integrate."""
@@ -191,8 +217,9 @@ class _FlowSampler:
         t = validate.finite_number(t, "t", low=0.0, high=1.0)
         if t_prev is None:
             if t not in self.previous:
-                raise ValueError(f"t={t} is not one of this sampler's {self.steps} times (1, 1 - 1/{self.steps}, "
-                                 f"...); pass t_prev to step from another t")
+                shown = ", ".join(f"{u:.4g}" for u in self.timesteps[:3])
+                raise ValueError(f"t={t} is not one of this sampler's {self.steps} times ({shown}, ...); pass t_prev "
+                                 f"to step from another t")
             t_prev = self.previous[t]
         t_prev = validate.finite_number(t_prev, "t_prev", low=0.0, high=1.0)
         if t_prev >= t:
@@ -202,7 +229,8 @@ class _FlowSampler:
 
 
 class EulerSampler(_FlowSampler):
-    """Euler's method for dx/dt = v_θ(x, t) from t = 1 to t = 0 in `steps` equal steps:
+    """Euler's method for dx/dt = v_θ(x, t) from t = 1 to t = 0 in `steps` steps (equal ones, or shifted
+    toward the noise with `shift` > 1, as Stable Diffusion 3 samples: see `shifted_times`):
 
         x_{t_prev} = x_t + (t_prev − t) · v_θ(x_t, t)
 

@@ -6,7 +6,8 @@ import torch
 
 from sdlib import pretrained
 from sdlib.flow import (EulerSampler, FlowMatchingObjective, HeunSampler, draw_times, eps_from_velocity,
-                        flow_loss, interpolate, velocity_target, x0_from_velocity)
+                        flow_loss, interpolate, shifted_times, time_of_alpha_bar, velocity_target, x0_from_velocity)
+from sdlib.schedules import NoiseSchedule
 from sdlib.samplers import ClassifierFreeGuidance, sample
 from sdlib.train import TrainConfig, fit
 from sdlib.unet import UNet, UNetConfig, timestep_embedding
@@ -135,6 +136,34 @@ def test_time_grid_and_network_evaluations():
         assert len(calls) == sampler.nfe and all(t.dtype == torch.float32 and t.shape == (3,) for t in calls)
         assert record.t == sampler.timesteps and calls[0][0] == 1.0
     assert [c[0].item() for c in calls] == pytest.approx([1.0, 0.8, 0.8, 0.6, 0.6, 0.4, 0.4, 0.2, 0.2])
+
+
+def test_sd3_time_shift_computed_by_hand():
+    assert shifted_times(4) == [1.0, 0.75, 0.5, 0.25, 0.0]
+    # t = s·u / (1 + (s − 1)·u) with s = 3: u = 0.75 -> 2.25/3 = 0.9, u = 0.5 -> 1.5/2 = 0.75, u = 0.25 -> 0.75/1.5
+    assert shifted_times(4, shift=3.0) == pytest.approx([1.0, 0.9, 0.75, 0.5, 0.0])
+    sampler = EulerSampler(4, shift=3.0)
+    assert sampler.timesteps == pytest.approx([1.0, 0.9, 0.75, 0.5]) and sampler.nfe == 4
+    assert "shift 3" in repr(sampler) and "shift" not in repr(EulerSampler(4))
+    grid = shifted_times(50, shift=0.5)
+    assert all(a > b for a, b in zip(grid, grid[1:])) and (grid[0], grid[-1]) == (1.0, 0.0)
+    seen = []
+    sample(lambda x, t: seen.append(t[0].item()) or -x, HeunSampler(4, shift=3.0), (2, 1, 2, 2), seed=0,
+           progress=False)
+    assert seen == pytest.approx([1.0, 0.9, 0.9, 0.75, 0.75, 0.5, 0.5])     # the corrector at the next time
+
+
+def test_the_flow_time_of_a_ddpm_noise_level_is_equally_noisy():
+    schedule = NoiseSchedule.linear(1000)
+    t = time_of_alpha_bar(schedule.alpha_bar)
+    assert t[0] == 0 and bool((t[1:] > t[:-1]).all()) and t[-1] < 1
+    ab = 0.36                                   # sqrt(1 − ᾱ)/sqrt(ᾱ) = 0.8/0.6 = 4/3, so t = (4/3)/(7/3) = 4/7
+    assert time_of_alpha_bar(torch.tensor([ab])).item() == pytest.approx(4 / 7)
+    x0, eps = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    for step in (10, 300, 900):                 # the same image up to a scale
+        a = schedule.alpha_bar[step]
+        torch.testing.assert_close(interpolate(x0, eps, t[step].item()),
+                                   schedule.add_noise(x0, eps, step) / (a.sqrt() + (1 - a).sqrt()))
 
 
 def test_same_seed_same_images_whatever_the_batch_size():
@@ -300,6 +329,9 @@ X = torch.zeros(1, 1, 2, 2)
     (lambda: FlowMatchingObjective(p_uncond=1.5), ValueError, r"p_uncond must lie in \[0, 1\]"),
     (lambda: interpolate(X, torch.zeros(1, 1, 2, 3), 0.5), ValueError, "same shape"),
     (lambda: interpolate(X, X, torch.tensor([0.5, 0.5])), ValueError, "2 entries but the batch has 1"),
+    (lambda: EulerSampler(4, shift=0), ValueError, "shift must be positive"),
+    (lambda: HeunSampler(4, shift=-1.0), ValueError, "shift must be"),
+    (lambda: time_of_alpha_bar(torch.tensor([0.5, 0.0])), ValueError, r"alpha_bar must lie in \(0, 1\]"),
 ])
 def test_bad_inputs_say_what_is_expected(make, error, message):
     with pytest.raises(error, match=message):

@@ -24,6 +24,10 @@ LOGIT_NORMAL = {"m": 0.0, "s": 1.0}
 # the same N_TABLE starting noises, measured by the course's classifier.
 TABLE_STEPS = (50, 20, 10, 5)
 N_TABLE = 1000
+# Euler is also measured on two other time grids: DDIM's own times (each DDPM step t at the flow time
+# of the same noise level, so that only the two networks differ) and Stable Diffusion 3's shifted grid,
+# with SD3's shift of 3 (Esser et al. 2024), which puts more of the steps near the noise.
+SHIFT = 3.0
 
 # The text-conditioned flow model (`--text`): lesson 07's U-Net and text_ddpm's run, prompts dropped as often.
 TEXT_UNET = replace(text_ddpm.PRETRAINED_UNET, time_input="continuous")

@@ -4,10 +4,12 @@
     python -m sdlib.recipes.flow --lesson          # the lesson's ten-minute settings, measured the same way
     python -m sdlib.recipes.flow --compare-times   # lesson-size runs with t uniform and t logit-normal (SD3)
     python -m sdlib.recipes.flow --text            # the text-conditioned `text_flow` model, with guidance
+    python -m sdlib.recipes.flow --table-only      # the samplers' table again, for the shipped `flow` weights
 
 The settings are in sdlib.configs.flow: each model has its DDPM twin's U-Net and training run, with a
 continuous time input. The samplers' table: for steps in (50, 20, 10, 5), DDIM (η = 0, x̂0 not clipped) on
-the shipped `ddpm`, and Euler and Heun on the flow model, all from the same 1,000 starting noises; for each
+the shipped `ddpm`, and Euler and Heun on the flow model, Euler also on DDIM's times and on Stable Diffusion
+3's shifted grid (config.SHIFT), all from the same 1,000 starting noises; for each
 row the network evaluations, classifier FID against the 10,000 test digits, confidence and seconds. It is
 printed and stored in the model's manifest entry. `--text` measures prompt accuracy with classifier-free
 guidance applied to v (Euler) next to `text_ddpm`'s with DDIM, on the same balanced digit prompts.
@@ -25,7 +27,7 @@ from .. import distributed, metrics, pretrained, runtime
 from ..configs import flow as config
 from ..configs.ddpm import SCHEDULE
 from ..data import load_mnist
-from ..flow import EulerSampler, FlowMatchingObjective, HeunSampler
+from ..flow import EulerSampler, FlowMatchingObjective, HeunSampler, time_of_alpha_bar
 from ..samplers import DDIMSampler, sample
 from ..schedules import NoiseSchedule
 from ..train import fit
@@ -46,17 +48,24 @@ def samplers_table(flow_model, ddpm_model, classifier, test_features, *, steps=c
     schedule = NoiseSchedule.linear(SCHEDULE["T"])
     rows = []
     for k in steps:
-        for name, model, sampler in (("DDIM", ddpm_model, DDIMSampler(schedule, k, eta=0.0)),
-                                     ("Euler", flow_model, EulerSampler(k)), ("Heun", flow_model, HeunSampler(k))):
+        ddim = DDIMSampler(schedule, k, eta=0.0)
+        ddim_times = time_of_alpha_bar(schedule.alpha_bar[ddim.timesteps]).tolist()   # the same noise levels
+        for name, grid, model, sampler, times in (
+                ("DDIM", "DDIM's", ddpm_model, ddim, None),
+                ("Euler", "even", flow_model, EulerSampler(k), None),
+                ("Euler", "DDIM's", flow_model, EulerSampler(k), ddim_times),
+                ("Euler", f"shift {config.SHIFT:g}", flow_model, EulerSampler(k, shift=config.SHIFT), None),
+                ("Heun", "even", flow_model, HeunSampler(k), None)):
             start = time.perf_counter()
             x = sample(model, sampler, (n, 1, 28, 28), generator=torch.Generator().manual_seed(seed), progress=False,
-                       batch_size=500).clamp(-1, 1)
+                       batch_size=500, timesteps=times).clamp(-1, 1)
             seconds = time.perf_counter() - start
             report = metrics.evaluate_samples(classifier, x, test_features)
             nfe = k if name != "Heun" else sampler.nfe
-            rows.append({"sampler": name, "steps": k, "nfe": nfe, "classifier_fid": round(report.classifier_fid, 1),
-                         "confident": round(report.confident, 3), "seconds": round(seconds, 1)})
-            log(f"{name:>5} {k:>3} steps ({nfe:>3} evaluations): {seconds:6.1f} s  {report}")
+            rows.append({"sampler": name, "grid": grid, "steps": k, "nfe": nfe,
+                         "classifier_fid": round(report.classifier_fid, 1), "confident": round(report.confident, 3),
+                         "seconds": round(seconds, 1)})
+            log(f"{name:>5} {grid:>8} {k:>3} steps ({nfe:>3} evaluations): {seconds:6.1f} s  {report}")
     return rows
 
 
@@ -72,6 +81,8 @@ def main(argv=None) -> int:
     group.add_argument("--lesson", action="store_true", help="train the lesson's ten-minute model instead")
     group.add_argument("--compare-times", action="store_true", help="lesson-size runs with t uniform and logit-normal")
     group.add_argument("--text", action="store_true", help="train the text-conditioned model and measure guidance")
+    group.add_argument("--table-only", action="store_true",
+                       help="measure the samplers' table again for the shipped `flow` weights, without training")
     parser.add_argument("--steps", type=int, default=None, help="override the number of training steps")
     parser.add_argument("--n", type=int, default=config.N_TABLE, help="samples per row of the measurements")
     parser.add_argument("--out", default=None, help="weights folder (default: sdlib/weights)")
@@ -84,6 +95,12 @@ def main(argv=None) -> int:
 
     if args.text:
         return train_text(args, rt, classifier, test, test_features)
+    if args.table_only:
+        flow = pretrained.load_pretrained("flow", device="cpu", directory=args.out).to(memory_format=torch.channels_last)
+        ddpm = pretrained.load_pretrained("ddpm", device="cpu").to(memory_format=torch.channels_last)
+        rows = samplers_table(flow, ddpm, classifier, test_features, n=args.n)
+        pretrained.record_metrics("flow", {"n": args.n, "table": rows}, directory=args.out)
+        return 0
     if args.compare_times:
         out = {}
         for distribution in ("uniform", "logit_normal"):
