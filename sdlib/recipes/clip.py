@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
         return 0
     model = as_shipped(result.model)
-    measured = {**measure(model, thresholds), "steps": result.steps, "train_minutes": round(result.seconds / 60, 1),
+    measured = {**measure(model, thresholds), "steps": result.steps, "train_minutes": round(result.minutes, 1),
                 "final_loss": final_mean(result.history, last=100, digits=4)}
     print(measured)
     pretrained.save_pretrained("clip", model, kind="clip", config=CLIP_CONFIG.to_dict(), recipe=RECIPE,

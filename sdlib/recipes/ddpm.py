@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     classifier = pretrained.load_pretrained("classifier", device="cpu")
     _, test_features = metrics.predict(classifier, load_mnist("test").images)
     measured = measure(net, classifier, test_features, ddpm=not args.no_ddpm, big_n=args.big_n)
-    measured.update(train_minutes=round(result.seconds / 60, 1), steps=result.steps,
+    measured.update(train_minutes=round(result.minutes, 1), steps=result.steps,
                     images_per_second=round(result.images_per_second, 1), final_loss=final_mean(result.history))
     if args.lesson:
         print(measured)

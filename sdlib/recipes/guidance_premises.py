@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         if name == "no_dropout":                              # the null token it never saw: the learned model's
             net.null_context.data.copy_(nets["learned"].null_context.data)
         nets[name] = net
-        trained[name] = {"train_minutes": round(result.seconds / 60, 1), "final_loss": final_mean(result.history)}
+        trained[name] = {"train_minutes": round(result.minutes, 1), "final_loss": final_mean(result.history)}
         if name not in table:
             rows = measure_guidance(net.to(memory_format=torch.channels_last), encoder.cpu(), classifier,
                                     (test_features, test.labels), scales, n=args.n, sampler=sampler,

@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     pipe = LatentDiffusion(vae.cpu(), encoder.cpu(), net)
     classifier = pretrained.load_pretrained("classifier", device="cpu")
     measured = measure(pipe, classifier, load_mnist("test"), n=args.n)
-    measured.update(train_minutes=round(result.seconds / 60, 1), encode_seconds=round(encode_seconds, 1),
+    measured.update(train_minutes=round(result.minutes, 1), encode_seconds=round(encode_seconds, 1),
                     steps=result.steps, images_per_second=round(result.images_per_second, 1),
                     final_loss=final_mean(result.history))
     print(measured)

@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     encoder = PromptEncoder.pretrained(device="cpu")
     text = pretrained.load_pretrained("text_ddpm", device="cpu")
     free = measure_guidance(text, encoder, judge, reference, (DEFAULT_W,), n=args.n, sampler=sampler, thickness=False)
-    measured = {"steps": result.steps, "train_minutes": round(result.seconds / 60, 1),
+    measured = {"steps": result.steps, "train_minutes": round(result.minutes, 1),
                 "final_loss": final_mean(result.history), "test_accuracy_at_t": accuracy, "n": args.n,
                 "sampler": {"name": "DDIM", **PREMISES_SAMPLER},
                 "classifier_guidance": {"model": "ddpm", "rows": [r.as_dict() for r in guided]},

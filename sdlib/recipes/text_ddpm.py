@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     rows = measure_guidance(net, encoder, classifier, (test_features, test.labels), args.ws, n=args.n,
                             sampler=sampler())
     measured = {"n": args.n, "sampler": {"name": "DDIM", **SAMPLER}, "default_w": DEFAULT_W,
-                "guidance": [r.as_dict() for r in rows], "train_minutes": round(result.seconds / 60, 1),
+                "guidance": [r.as_dict() for r in rows], "train_minutes": round(result.minutes, 1),
                 "steps": result.steps, "images_per_second": round(result.images_per_second, 1),
                 "final_loss": final_mean(result.history)}
     print(measured)

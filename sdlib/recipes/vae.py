@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     scale = vae.set_latent_scale(train.images[:10000])
     classifier = pretrained.load_pretrained("classifier", device="cpu")
     measured = {**measure(vae, classifier, test), "latent_scale": round(scale, 5), "beta": args.beta,
-                "steps": result.steps, "train_minutes": round(result.seconds / 60, 1),
+                "steps": result.steps, "train_minutes": round(result.minutes, 1),
                 "final_reconstruction_nats": final_mean(result.history, "reconstruction", last=100, digits=2),
                 "final_kl_nats": final_mean(result.history, "kl", last=100, digits=2)}
     print(measured)
