@@ -26,6 +26,27 @@ def test_sampler_comparison_runs_the_samplers_it_names_on_the_same_noises():
 
 
 
+@pytest.mark.filterwarnings("ignore:sampling diverged")     # untrained U-Nets
+def test_the_flow_table_runs_each_sampler_and_grid_on_the_same_noises():
+    from sdlib.flow import EulerSampler, time_of_alpha_bar
+    from sdlib.recipes.flow import samplers_table
+    from sdlib.samplers import sample
+
+    torch.manual_seed(0)
+    ddpm = UNet(UNetConfig(channels=(8,), groups=4, patch_size=2)).eval()
+    flow = UNet(UNetConfig(channels=(8,), groups=4, patch_size=2, time_input="continuous")).eval()
+    classifier = pretrained.load_pretrained("classifier", device="cpu")
+    _, reference = metrics.predict(classifier, torch.rand(64, 1, 28, 28) * 2 - 1)
+    rows = samplers_table(flow, ddpm, classifier, reference, steps=(2,), n=8, log=lambda *a: None)
+    assert [(r["sampler"], r["grid"], r["nfe"]) for r in rows] == [
+        ("DDIM", "DDIM's", 2), ("Euler", "even", 2), ("Euler", "DDIM's", 2), ("Euler", "shift 3", 2), ("Heun", "even", 3)]
+    # The "DDIM's" Euler row steps through the flow times of DDIM's noise levels, from the same noises (seed 0).
+    times = time_of_alpha_bar(schedule().alpha_bar[DDIMSampler(schedule(), 2).timesteps]).tolist()
+    x = sample(flow, EulerSampler(2), (8, 1, 28, 28), generator=torch.Generator().manual_seed(0), progress=False,
+               timesteps=times).clamp(-1, 1)
+    assert rows[2]["classifier_fid"] == round(metrics.evaluate_samples(classifier, x, reference).classifier_fid, 1)
+
+
 @pytest.mark.parametrize("name", ["classifier", "ddpm", "vae", "clip", "text_ddpm", "latent_ddpm", "guidance_premises",
                                   "noisy_classifier", "flow"])
 def test_every_recipe_answers_help(name, capsys):

@@ -19,6 +19,10 @@ PRETRAINED_TRAIN = ddpm.PRETRAINED_TRAIN
 # (m, s) = (0, 1), which trains more often on the middle of the path. `--compare-times` measures both.
 TIME_DISTRIBUTION = "uniform"
 LOGIT_NORMAL = {"m": 0.0, "s": 1.0}
+# `--compare-times` trains the lesson's U-Net and settings once per distribution for the same number of
+# steps, with no time budget, so that a slower or busier machine cannot give one run fewer steps than the
+# other: 800 steps, about what the lesson's ten minutes give on a 2-core CPU without fast bfloat16.
+COMPARE_TIMES_TRAIN = replace(LESSON_TRAIN, steps=800, max_minutes=None)
 
 # The samplers' table: steps × {DDIM (η = 0, no x̂0 clipping) on `ddpm`, Euler and Heun on `flow`}, each on
 # the same N_TABLE starting noises, measured by the course's classifier.

@@ -2,7 +2,7 @@
 
     python -m sdlib.recipes.flow                   # the shipped unconditional `flow` model, and the samplers' table
     python -m sdlib.recipes.flow --lesson          # the lesson's ten-minute settings, measured the same way
-    python -m sdlib.recipes.flow --compare-times   # lesson-size runs with t uniform and t logit-normal (SD3)
+    python -m sdlib.recipes.flow --compare-times   # lesson-size runs, t uniform and t logit-normal (SD3), same steps
     python -m sdlib.recipes.flow --text            # the text-conditioned `text_flow` model, with guidance
     python -m sdlib.recipes.flow --table-only      # the samplers' table again, for the shipped `flow` weights
 
@@ -104,14 +104,15 @@ def main(argv=None) -> int:
     if args.compare_times:
         out = {}
         for distribution in ("uniform", "logit_normal"):
-            tc = replace(config.LESSON_TRAIN, steps=args.steps or config.LESSON_TRAIN.steps, device=str(rt.device))
+            tc = replace(config.COMPARE_TIMES_TRAIN, steps=args.steps or config.COMPARE_TIMES_TRAIN.steps,
+                         device=str(rt.device))
             result = train(f"flow_lesson_{distribution}", config.LESSON_UNET, tc, objective(distribution),
-                           load_mnist("train"), runs / f"flow_lesson_{distribution}_recipe.pt")
+                           load_mnist("train"), runs / f"flow_lesson_{distribution}_{tc.steps}_recipe.pt")
             if result.interrupted:
                 return 1
             net = as_shipped(result.best).to(memory_format=torch.channels_last)
             rows = _flow_rows(net, classifier, test_features, args.n)
-            out[distribution] = {"rows": rows, "steps": result.steps, "train_minutes": round(result.seconds / 60, 1),
+            out[distribution] = {"rows": rows, "steps": result.steps, "train_minutes": round(result.minutes, 1),
                                  "final_loss": final_mean(result.history)}
             print(distribution, out[distribution])
         if distributed.is_main_process():
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     ddpm = pretrained.load_pretrained("ddpm", device="cpu").to(memory_format=torch.channels_last)
     rows = samplers_table(net, ddpm, classifier, test_features, n=args.n)
     measured = {"n": args.n, "table": rows, "time_distribution": config.TIME_DISTRIBUTION,
-                "train_minutes": round(result.seconds / 60, 1), "steps": result.steps,
+                "train_minutes": round(result.minutes, 1), "steps": result.steps,
                 "images_per_second": round(result.images_per_second, 1), "final_loss": final_mean(result.history)}
     print(measured)
     if args.lesson:
@@ -143,14 +144,15 @@ def main(argv=None) -> int:
 
 
 def _flow_rows(net, classifier, test_features, n):
-    """Euler at 10 and 50 steps on one flow model: the rows of the time-distribution comparison."""
+    """Euler at 10 and 50 steps on one flow model, and at 10 on SD3's shifted grid: the rows of the
+    time-distribution comparison."""
     rows = []
-    for k in (10, 50):
-        x = sample(net, EulerSampler(k), (n, 1, 28, 28), generator=torch.Generator().manual_seed(0), progress=False,
-                   batch_size=500).clamp(-1, 1)
+    for k, shift in ((10, 1.0), (10, config.SHIFT), (50, 1.0)):
+        x = sample(net, EulerSampler(k, shift=shift), (n, 1, 28, 28), generator=torch.Generator().manual_seed(0),
+                   progress=False, batch_size=500).clamp(-1, 1)
         report = metrics.evaluate_samples(classifier, x, test_features)
-        rows.append({"sampler": "Euler", "steps": k, "classifier_fid": round(report.classifier_fid, 1),
-                     "confident": round(report.confident, 3)})
+        rows.append({"sampler": "Euler", "grid": "even" if shift == 1 else f"shift {shift:g}", "steps": k,
+                     "classifier_fid": round(report.classifier_fid, 1), "confident": round(report.confident, 3)})
     return rows
 
 
@@ -180,7 +182,7 @@ def train_text(args, rt, classifier, test, test_features) -> int:
     measured = {"n": args.n, "sampler": {"name": "Euler", "steps": config.TEXT_SAMPLER_STEPS},
                 "guidance": [r.as_dict() for r in rows],
                 "text_ddpm_ddim": [r.as_dict() for r in ddpm_rows],
-                "train_minutes": round(result.seconds / 60, 1), "steps": result.steps,
+                "train_minutes": round(result.minutes, 1), "steps": result.steps,
                 "final_loss": final_mean(result.history)}
     print(measured)
     pretrained.save_pretrained("text_flow", net, kind="unet", config=config.TEXT_UNET.to_dict(), recipe=RECIPE,
