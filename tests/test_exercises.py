@@ -144,6 +144,18 @@ MISTAKES = {
     ("08", "latent_mask"): "def latent_mask(masks):\n    return F.avg_pool2d(masks.float(), 4)\n",
     ("08", "inpaint_merge"): ("def inpaint_merge(z_prev, z_known, keep, t_prev, alpha_bar, eps):\n"
                               "    return keep * z_known + (1 - keep) * z_prev\n"),
+    ("09", "score_from_eps"): ("def score_from_eps(eps_pred, alpha_bar_t):\n"          # the sign forgotten
+                               "    return eps_pred / math.sqrt(1 - alpha_bar_t)\n"),
+    ("09", "interpolate_and_velocity"): ("def interpolate_and_velocity(x0, eps, t):\n"   # t = 0 taken as the noise
+                                         "    t = t.reshape(-1, *[1] * (x0.dim() - 1))\n"
+                                         "    return t * x0 + (1 - t) * eps, eps - x0\n"),
+    ("09", "flow_time"): "def flow_time(alpha_bar):\n    return 1 - alpha_bar\n",          # variances, not the ratio
+    ("09", "euler_step"): "def euler_step(xt, v_pred, t, t_prev):\n    return xt + (t - t_prev) * v_pred\n",
+    ("09", "predict_one_step_near_a_centre"): "def predict_one_step_near_a_centre():\n    return 50\n",  # percent
+    ("09", "heun_step"): ("def heun_step(velocity, xt, t, t_prev):\n"                    # Euler only
+                          "    return xt + (t_prev - t) * velocity(xt, t)\n"),
+    ("09", "eps_and_x0_from_velocity"): ("def eps_and_x0_from_velocity(xt, v, t):\n"     # the coefficients swapped
+                                         "    return xt + t * v, xt - (1 - t) * v\n"),
 }
 
 
@@ -156,6 +168,7 @@ WRONG_PREDICTIONS = {
     ("06", "predicted_parameter_growth"): "def predicted_parameter_growth():\n    return 2\n",
     ("07", "predicted_accuracy_at_w0"): "def predicted_accuracy_at_w0():\n    return 0.9\n",
     ("08", "predicted_flop_ratio"): "def predicted_flop_ratio():\n    return 16.0\n",
+    ("09", "predict_one_step_near_a_centre"): "def predict_one_step_near_a_centre():\n    return 1.0\n",
 }
 
 # Checkers that measure on MNIST digits (skipped, like the notebooks, where MNIST cannot be had).
