@@ -177,9 +177,9 @@ def shifted_times(steps: int, shift: float = 1.0) -> list[float]:
     spaced, then t = shift·u / (1 + (shift − 1)·u), Stable Diffusion 3's time shift (Esser et al. 2024,
     Eq. 23). shift = 1: evenly spaced; shift > 1 moves the steps toward the noise (t = 1), < 1 toward the data."""
     steps = validate.positive_int(steps, "steps")
-    shift = validate.finite_number(shift, "shift", low=0.0)
-    if shift == 0:
-        raise ValueError("shift must be positive (1 for an evenly spaced grid, SD3 uses 3), got 0")
+    shift = validate.finite_number(shift, "shift")
+    if shift <= 0:
+        raise ValueError(f"shift must be positive (1 for an evenly spaced grid, SD3 uses 3), got {shift:g}")
     grid = [(steps - i) / steps for i in range(steps + 1)]          # 1.0, ..., 1/steps, 0.0
     return [u if shift == 1 else shift * u / (1 + (shift - 1) * u) for u in grid]
 

@@ -330,7 +330,8 @@ X = torch.zeros(1, 1, 2, 2)
     (lambda: interpolate(X, torch.zeros(1, 1, 2, 3), 0.5), ValueError, "same shape"),
     (lambda: interpolate(X, X, torch.tensor([0.5, 0.5])), ValueError, "2 entries but the batch has 1"),
     (lambda: EulerSampler(4, shift=0), ValueError, "shift must be positive"),
-    (lambda: HeunSampler(4, shift=-1.0), ValueError, "shift must be"),
+    (lambda: HeunSampler(4, shift=-1.0), ValueError, "shift must be positive .*, got -1"),
+    (lambda: EulerSampler(4, shift=float("inf")), ValueError, "shift must be a finite number"),
     (lambda: time_of_alpha_bar(torch.tensor([0.5, 0.0])), ValueError, r"alpha_bar must lie in \(0, 1\]"),
 ])
 def test_bad_inputs_say_what_is_expected(make, error, message):
