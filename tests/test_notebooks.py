@@ -1,6 +1,7 @@
 """The notebook policy: notebooks are committed clean (no outputs, no execution counts, no widget
 state), read the quick mode in their first code cell and nowhere else, and never hard-code a device.
 (The notebooks themselves run top to bottom through nbval: `pytest` collects notebooks/ too.)"""
+import json
 import re
 
 import nbformat
@@ -21,6 +22,11 @@ def test_the_lessons_are_there():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_clean(path):
+    raw = json.loads(path.read_text())
+    ids = [cell.get("id") for cell in raw["cells"]]
+    missing = [i for i, cell_id in enumerate(ids) if not cell_id]
+    assert not missing, f"cells {missing} have no id (nbformat 4.5 requires one; nbformat.read would invent them)"
+    assert len(set(ids)) == len(ids), "two cells share an id"
     nb = nbformat.read(str(path), as_version=4)
     nbformat.validate(nb)
     assert "widgets" not in nb.metadata, "saved widget state: clear it before committing"
