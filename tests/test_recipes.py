@@ -25,7 +25,6 @@ def test_sampler_comparison_runs_the_samplers_it_names_on_the_same_noises():
     assert rows[2]["classifier_fid"] == round(fid, 1)
 
 
-
 @pytest.mark.filterwarnings("ignore:sampling diverged")     # untrained U-Nets
 def test_the_flow_table_runs_each_sampler_and_grid_on_the_same_noises():
     from sdlib.flow import EulerSampler, time_of_alpha_bar
