@@ -5,7 +5,7 @@ import torch
 
 from sdlib import metrics, pretrained
 from sdlib.recipes import as_shipped, final_mean
-from sdlib.recipes.ddpm import compare_samplers, schedule, timed_samples
+from sdlib.recipes.ddpm import compare_samplers, main as ddpm_main, schedule, timed_samples, training_t_probs
 from sdlib.samplers import DDIMSampler
 from sdlib.unet import UNet, UNetConfig
 
@@ -23,6 +23,17 @@ def test_sampler_comparison_runs_the_samplers_it_names_on_the_same_noises():
     x, _ = timed_samples(model, DDIMSampler(schedule(), 50, eta=0.0), 8, seed=0)
     fid = metrics.evaluate_samples(classifier, x, reference).classifier_fid
     assert rows[2]["classifier_fid"] == round(fid, 1)
+
+
+def test_the_lesson_recipe_draws_t_as_lesson_03_does_and_the_band_only_when_asked():
+    from sdlib.configs.ddpm import LESSON_T_BAND, PRETRAINED_T_BAND, SCHEDULE
+    from sdlib.diffusion import band_timesteps
+    assert training_t_probs(lesson=True) is None                       # Algorithm 1: t ~ Uniform{1..T}
+    assert torch.equal(training_t_probs(lesson=True, band=True), band_timesteps(SCHEDULE["T"], *LESSON_T_BAND))
+    assert torch.equal(training_t_probs(lesson=False), band_timesteps(SCHEDULE["T"], *PRETRAINED_T_BAND))
+    with pytest.raises(SystemExit) as exit_info:                       # --band alone is refused before any work
+        ddpm_main(["--band"])
+    assert exit_info.value.code == 2
 
 
 @pytest.mark.filterwarnings("ignore:sampling diverged")     # untrained U-Nets

@@ -1,7 +1,8 @@
 """Train the unconditional pixel-space DDPM on MNIST (lesson 03), and measure it.
 
     python -m sdlib.recipes.ddpm                    # the pretrained model shipped in sdlib/weights
-    python -m sdlib.recipes.ddpm --lesson           # the lesson's 10-minute settings, measured the same way
+    python -m sdlib.recipes.ddpm --lesson           # lesson 03's 10-minute model (uniform t), measured the same way
+    python -m sdlib.recipes.ddpm --lesson --band    # the same with appendix 03b's band of time steps
     python -m sdlib.recipes.ddpm --compare-samplers # no training: DDPM-1000 against DDIM-50 on the shipped weights
 
 The settings of both, the lesson's and the shipped model's, are in sdlib.configs.ddpm.
@@ -39,14 +40,22 @@ def schedule() -> NoiseSchedule:
     return NoiseSchedule.linear(SCHEDULE["T"])
 
 
-def lesson_t_probs():
-    """p(t) for t = 1..T with which the lesson draws its time steps (see LESSON_T_BAND)."""
+def band_t_probs():
+    """p(t) for t = 1..T of appendix 03b's band of time steps (see LESSON_T_BAND)."""
     return band_timesteps(SCHEDULE["T"], *LESSON_T_BAND)
 
 
 def pretrained_t_probs():
     """p(t) for t = 1..T with which the pretrained model was trained (see PRETRAINED_T_BAND)."""
     return band_timesteps(SCHEDULE["T"], *PRETRAINED_T_BAND)
+
+
+def training_t_probs(lesson: bool, band: bool = False):
+    """How a run draws t: the shipped model from PRETRAINED_T_BAND; lesson 03's model uniformly (None), as
+    Algorithm 1 does, or from appendix 03b's LESSON_T_BAND when `band` is set."""
+    if not lesson:
+        return pretrained_t_probs()
+    return band_t_probs() if band else None
 
 
 def timed_samples(model, sampler, n, seed, batch_size=500):
@@ -110,7 +119,8 @@ def compare_samplers(model, classifier, test_features, *, n=1000, log=print) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=RECIPE, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lesson", action="store_true", help="train the lesson's small model instead")
+    parser.add_argument("--lesson", action="store_true", help="train lesson 03's model instead (t uniform)")
+    parser.add_argument("--band", action="store_true", help="with --lesson: draw t from LESSON_T_BAND (appendix 03b)")
     parser.add_argument("--steps", type=int, default=None, help="override the number of training steps")
     parser.add_argument("--checkpoint", default=None, help="resumable training checkpoint (default: runs/ddpm*.pt)")
     parser.add_argument("--no-ddpm", action="store_true", help="skip the slow 1000-step DDPM measurement")
@@ -121,6 +131,8 @@ def main(argv=None) -> int:
                              "added to their manifest entry")
     parser.add_argument("--n", type=int, default=1000, help="samples for --compare-samplers")
     args = parser.parse_args(argv)
+    if args.band and not args.lesson:
+        parser.error("--band goes with --lesson (the shipped model draws t from PRETRAINED_T_BAND)")
     rt = runtime.setup(seed=0, verbose=distributed.is_main_process())
     if args.compare_samplers:
         net = pretrained.load_pretrained("ddpm", device="cpu", directory=args.out)
@@ -136,7 +148,7 @@ def main(argv=None) -> int:
     checkpoint = args.checkpoint or runtime.runs_dir() / f"{name}_recipe.pt"
     model = UNet(unet_config)
     print(f"{name}: {model.num_parameters():,} parameters, {train_config.steps} steps of {train_config.batch_size}")
-    objective = DDPMObjective(schedule(), t_probs=lesson_t_probs() if args.lesson else pretrained_t_probs())
+    objective = DDPMObjective(schedule(), t_probs=training_t_probs(args.lesson, args.band))
     result = fit(model, objective, load_mnist("train"), train_config, checkpoint=checkpoint,
                  description=name)
     if result.interrupted:
