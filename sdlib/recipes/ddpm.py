@@ -144,7 +144,7 @@ def main(argv=None) -> int:
         return 0
     unet_config, train_config = (LESSON_UNET, LESSON_TRAIN) if args.lesson else (PRETRAINED_UNET, PRETRAINED_TRAIN)
     train_config = replace(train_config, steps=args.steps or train_config.steps, device=str(rt.device))
-    name = "ddpm_lesson" if args.lesson else "ddpm"
+    name = ("ddpm_lesson_band" if args.band else "ddpm_lesson") if args.lesson else "ddpm"   # each its own checkpoint
     checkpoint = args.checkpoint or runtime.runs_dir() / f"{name}_recipe.pt"
     model = UNet(unet_config)
     print(f"{name}: {model.num_parameters():,} parameters, {train_config.steps} steps of {train_config.batch_size}")
