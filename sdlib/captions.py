@@ -30,7 +30,7 @@ DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "e
 def _ink(images: torch.Tensor) -> torch.Tensor:
     if images.dim() != 4 or images.shape[1] != 1:
         raise ValueError(f"images must have shape (B, 1, H, W), got {tuple(images.shape)}")
-    from .data import to_unit_range
+    from sdlib.data import to_unit_range
 
     return to_unit_range(images.float())[:, 0]                           # (B, H, W) ink in [0, 1]
 
@@ -165,7 +165,7 @@ def captioned_latents(vae, thresholds: StyleThresholds, split: str = "train", su
     digits of captioned_dataset, each image encoded once by `vae` (its posterior
     mean × latent_scale) for training a latent U-Net (lesson 08). Styles are measured on the pixels."""
 
-    from .data import load_mnist
+    from sdlib.data import load_mnist
 
     data = load_mnist(split, subset=subset)
     device = next(vae.parameters()).device
@@ -177,7 +177,7 @@ def captioned_latents(vae, thresholds: StyleThresholds, split: str = "train", su
 def captioned_dataset(split: str = "train", subset=None, thresholds: StyleThresholds | None = None):
     """(TensorDataset of images, labels and style codes, thresholds). Captions are drawn per batch
     from the labels and style codes, so every epoch sees new wordings of the same truths."""
-    from .data import load_mnist
+    from sdlib.data import load_mnist
 
     data = load_mnist(split, subset=subset)
     if thresholds is None:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import validate
-from .attention import TransformerBlock
+from sdlib.runtime import validate
+from sdlib.attention import TransformerBlock
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = [PAD, START, END, UNK]
@@ -273,15 +273,6 @@ class PromptEncoder(nn.Module):
         self.text = clip.text.eval().requires_grad_(False)
         self.thresholds = thresholds              # the style-word boundaries the CLIP was trained with
 
-    @classmethod
-    def pretrained(cls, device=None) -> "PromptEncoder":
-        from . import pretrained
-        clip = pretrained.load_pretrained("clip", device=device)
-        from .captions import StyleThresholds
-
-        thresholds = StyleThresholds.from_dict(pretrained.entry("clip")["extra"]["style_thresholds"])
-        return cls(clip, thresholds)
-
     @property
     def width(self) -> int:
         return self.text.token.embedding_dim
@@ -309,7 +300,7 @@ class CLIPObjective:
         self.multi_positive = multi_positive
 
     def __call__(self, model: CLIP, batch, generator):
-        from .captions import batch_captions
+        from sdlib.captions import batch_captions
 
         ids, mask = model.tokenize(batch_captions(batch, generator))
         logits = model(batch[0], ids, mask)
@@ -323,7 +314,7 @@ DIGIT_PROMPTS = ("the number {}", "a {}", "{}")     # the templates of zero_shot
 @torch.no_grad()
 def zero_shot_digits(model: CLIP, images: torch.Tensor) -> torch.Tensor:
     """Digit probabilities (N, 10), averaged over the DIGIT_PROMPTS templates (a prompt ensemble)."""
-    from .captions import DIGIT_WORDS
+    from sdlib.captions import DIGIT_WORDS
 
     probs = [zero_shot(model, images, [template.format(word) for word in DIGIT_WORDS]) for template in DIGIT_PROMPTS]
     return torch.stack(probs).mean(0)
@@ -334,7 +325,7 @@ def zero_shot_style(model: CLIP, images: torch.Tensor, labels: torch.Tensor, cod
                     words: dict[int, str]) -> float:
     """Accuracy of choosing the right style word among `words` (code -> word, e.g. captions.THICKNESS_WORDS),
     with prompts that name the true digit, on the images whose style code is one of words' keys."""
-    from .captions import DIGIT_WORDS, LEAN_WORDS
+    from sdlib.captions import DIGIT_WORDS, LEAN_WORDS
 
     keys = sorted(words)
     keep = torch.isin(codes, torch.tensor(keys))

@@ -22,7 +22,7 @@ import torch
 import torchvision
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
-from . import runtime
+from sdlib import runtime
 
 MNIST_DIR_ENV = "SDLIB_MNIST_DIR"
 # The MD5 sums torchvision checks (torchvision.datasets.MNIST.resources).

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import validate
-from .runtime import randn
-from .schedules import NoiseSchedule
+from sdlib.runtime import validate
+from sdlib.runtime import randn
+from sdlib.schedules import NoiseSchedule
 
 
 def band_timesteps(T: int, lo: int, hi: int, frac: float) -> torch.Tensor:
@@ -208,7 +208,7 @@ def variational_bound(model, schedule: NoiseSchedule, x0: torch.Tensor, *, varia
     L_0 uses a discretised Gaussian decoder (Ho et al. 2020, §3.3): the probability of each pixel's 8-bit
     bin under N(μ_θ(x_1, 1), β_1), with variance β_1 for both settings, since β̃_1 = 0.
     Bits per dimension = nats / (number of pixels · ln 2)."""
-    from .samplers import check_schedule
+    from sdlib.samplers import check_schedule
     if variance not in ("beta", "beta_tilde"):
         raise ValueError(f"variance must be 'beta' or 'beta_tilde', got {variance!r}")
     if n_t is not None:

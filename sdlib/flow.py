@@ -31,10 +31,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import validate
-from .diffusion import training_prompts
-from .runtime import randn
-from .samplers import StepOutput
+from sdlib.runtime import validate
+from sdlib.diffusion import training_prompts
+from sdlib.runtime import randn
+from sdlib.samplers import StepOutput
 
 TIME_DISTRIBUTIONS = ("uniform", "logit_normal")
 

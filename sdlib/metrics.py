@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import validate
-from .captions import StyleThresholds, caption, classify_styles
+from sdlib.runtime import validate
+from sdlib.captions import StyleThresholds, caption, classify_styles
 
 
 @dataclass
@@ -287,7 +287,7 @@ def measure_guidance(model, encoder, classifier, reference, ws=(0, 1, 2, 3, 5, 7
     import time
 
     if images_for is None:
-        from .samplers import generate
+        from sdlib.samplers import generate
 
         def images_for(prompts, w, generator):
             return generate(model, encoder, prompts, w, sampler, generator=generator)

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from . import validate
-from .clip import PromptEncoder
-from .data import from_unit_range, to_unit_range
-from .samplers import DEFAULT_SEED, ClassifierFreeGuidance, DDIMSampler, DDPMSampler, SampleNoise, sample
-from .schedules import NoiseSchedule
+from sdlib import pretrained
+from sdlib.clip import PromptEncoder
+from sdlib.runtime import validate
+from sdlib.data import from_unit_range, to_unit_range
+from sdlib.samplers import DEFAULT_SEED, ClassifierFreeGuidance, DDIMSampler, DDPMSampler, SampleNoise, sample
+from sdlib.schedules import NoiseSchedule
 
 
 @dataclass
@@ -50,10 +51,9 @@ class LatentDiffusion:
 
     @classmethod
     def pretrained(cls, device=None) -> "LatentDiffusion":
-        from . import pretrained
         vae = pretrained.load_pretrained("vae", device=device)
         unet = pretrained.load_pretrained("latent_ddpm", device=device)
-        return cls(vae, PromptEncoder.pretrained(device=device), unet, pretrained.schedule("latent_ddpm"))
+        return cls(vae, pretrained.load_prompt_encoder(device=device), unet, pretrained.schedule("latent_ddpm"))
 
     @property
     def device(self) -> torch.device:

@@ -21,8 +21,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import runtime, validate
-from .schedules import NoiseSchedule
+from sdlib import runtime
+from sdlib.captions import StyleThresholds
+from sdlib.clip import CLIPConfig, PromptEncoder, build_clip
+from sdlib.metrics import ClassifierConfig, DigitClassifier
+from sdlib.runtime import validate
+from sdlib.schedules import NoiseSchedule
+from sdlib.unet import NoisyClassifier, NoisyClassifierConfig, UNet, UNetConfig
+from sdlib.vae import KLConfig, build_vae
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST_NAME = "manifest.json"
@@ -113,13 +119,6 @@ class _Kind:
 
 
 def _kinds() -> dict[str, _Kind]:
-    # Imported here, not at the top, so that sdlib.pretrained does not import every model module.
-    # These modules are part of sdlib: an ImportError from them is a real bug and must surface.
-    from .clip import CLIPConfig, build_clip
-    from .metrics import ClassifierConfig, DigitClassifier
-    from .unet import NoisyClassifier, NoisyClassifierConfig, UNet, UNetConfig
-    from .vae import KLConfig, build_vae
-
     return {
         "classifier": _Kind(ClassifierConfig, lambda c: DigitClassifier(ClassifierConfig(**_tuples(c)))),
         "unet": _Kind(UNetConfig, lambda c: UNet(UNetConfig(**_tuples(c)))),
@@ -272,3 +271,9 @@ def load_pretrained(name: str, device: str | torch.device | None = None,
     if info["kind"] == "unet" and trained_with is not None:
         model.schedule_name = trained_with.name
     return model.to(runtime.pick_device(device)).eval()
+
+
+def load_prompt_encoder(device: str | torch.device | None = None) -> PromptEncoder:
+    """The shipped CLIP's frozen text encoder, with the style-word boundaries it was trained with."""
+    clip = load_pretrained("clip", device=device)
+    return PromptEncoder(clip, StyleThresholds.from_dict(entry("clip")["extra"]["style_thresholds"]))

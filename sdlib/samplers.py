@@ -24,8 +24,9 @@ from typing import Callable
 
 import torch
 
-from . import runtime, validate
-from .schedules import NoiseSchedule
+from sdlib import runtime
+from sdlib.runtime import validate
+from sdlib.schedules import NoiseSchedule
 
 
 @dataclass

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from . import validate
+from sdlib.runtime import validate
 
 
 def linear_betas(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:

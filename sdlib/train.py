@@ -14,7 +14,7 @@ It is the loop of lesson 03 (batch, loss, backward, optimizer step) plus:
 - an optional time budget (`max_minutes`): a slower machine stops on time, after fewer steps, with its
   learning rate decayed all the same (a budgeted run follows the clock, so it is not bit-repeatable);
 - several processes under `torchrun` (DistributedDataParallel) with no code change: batch_size stays the
-  global batch, and N processes train as one process would with the whole batch (sdlib.distributed).
+  global batch, and N processes train as one process would with the whole batch (sdlib.runtime.distributed).
 
 Why a resume is exact: nothing random is carried from step to step. The batch of step k is a function of
 (seed, k) (`batch_indices`), and so is the generator handed to the loss (`step_generator`), so the t and ε
@@ -51,8 +51,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from . import distributed, runtime, validate
-from .optim import Muon
+from sdlib.runtime import distributed, validate
+from sdlib import runtime
+from sdlib.optim import Muon
 
 FORMAT = "sdlib-checkpoint-2"
 LOG_EVERY = 10                      # steps between reading the loss back from the device (and the budget check)
@@ -561,7 +562,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     checkpoint: file to save to every `checkpoint_every` steps, at the end, and on interrupt; if it
         exists and `resume` is True, training continues from it.
     on_step(step, logs): called after every step (step counts from 1), e.g. to show samples.
-    Under torchrun, every process calls fit the same way (sdlib.distributed); only rank 0 shows progress,
+    Under torchrun, every process calls fit the same way (sdlib.runtime.distributed); only rank 0 shows progress,
     keeps the EMA and writes the checkpoint.
     """
     data, path = _as_dataset(data), Path(checkpoint) if checkpoint is not None else None

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import validate
-from .attention import SpatialTransformer
+from sdlib.runtime import validate
+from sdlib.attention import SpatialTransformer
 
 
 NULL_CONTEXTS = ("learned", "zero", "text")

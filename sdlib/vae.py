@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import runtime, validate
+from sdlib import runtime
+from sdlib.runtime import validate
 
 
 def check_images(x: torch.Tensor, name: str = "images") -> torch.Tensor:

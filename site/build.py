@@ -14,7 +14,7 @@ time is printed and written to _site/execution_times.json. Sphinx + MyST-NB do t
 site/conf.py holds their settings.
 
 Widgets cannot run on a static page. Every kernel of the build loads site/kernel_startup.py, which shows an
-explorer as a strip of frames (sdlib.widgets.render_strip) and progress bars as text; quizzes print as text
+explorer as a strip of frames (sdlib.classroom.widgets.render_strip) and progress bars as text; quizzes print as text
 (SDLIB_NO_WIDGETS=1).
 """
 from __future__ import annotations
@@ -127,9 +127,9 @@ def recipes_page() -> str:
 
 
 def student_archive(target: Path, tmp: Path) -> None:
-    """The student notebooks (sdlib.student, written to TMP first) in one zip."""
+    """The student notebooks (sdlib.classroom.student, written to TMP first) in one zip."""
     shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "sdlib.student", "--out", str(tmp)], check=True, cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "sdlib.classroom.student", "--out", str(tmp)], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_suffix(".part")

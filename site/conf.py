@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(os.environ["SDLIB_SITE_ROOT"]).resolve()         # the checkout, set by site/build.py
 sys.path.insert(0, str(ROOT))
 
-from sdlib.runtime import is_quick  # noqa: E402  (after the path: the checkout's sdlib)
+from sdlib.runtime import is_quick
 
 project = "Stable Diffusion from scratch"
 author = "the course's authors"

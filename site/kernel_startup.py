@@ -1,8 +1,8 @@
 """IPython startup file of every kernel that site/build.py starts (copied to IPYTHONDIR/profile_default/startup).
 
 A static page cannot run widgets, and the widget manager would come from a CDN. So, in the build's kernels only:
-- an explorer of sdlib.widgets (noise, guidance, pipeline) is shown as a strip of frames drawn by its own
-  render() at a few slider values (sdlib.widgets.render_strip);
+- an explorer of sdlib.classroom.widgets (noise, guidance, pipeline) is shown as a strip of frames drawn by its own
+  render() at a few slider values (sdlib.classroom.widgets.render_strip);
 - any other widget is shown as its text;
 - a progress bar prints its last state once, as text, when it closes (tqdm.auto -> a tqdm.std subclass);
 - matplotlib's HTML animations draw their buttons' icons as text instead of loading Font Awesome from a CDN.
@@ -21,7 +21,7 @@ def _sdlib_site_static_widgets():
 
     import matplotlib.pyplot as plt
 
-    from sdlib import widgets
+    from sdlib.classroom import widgets
 
     class LastStateBar(tqdm.std.tqdm):
         """A text bar that prints nothing while it runs (a page would keep every update) and, when it closes,

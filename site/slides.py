@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sdlib.runtime import is_quick  # noqa: E402  (after the path: the checkout's sdlib)
+from sdlib.runtime import is_quick
 
 LESSON_GLOB = "[0-9][0-9]*_*.ipynb"
 

@@ -46,8 +46,8 @@ diffusers = pytest.importorskip(
 from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 from diffusers.utils.torch_utils import randn_tensor  # noqa: E402
 
-from sdlib.samplers import DDIMSampler, DDPMSampler, randn  # noqa: E402
-from sdlib.schedules import NoiseSchedule, cosine_alpha_bar  # noqa: E402
+from sdlib.samplers import DDIMSampler, DDPMSampler, randn
+from sdlib.schedules import NoiseSchedule, cosine_alpha_bar
 
 T = 1000
 F64 = torch.float64

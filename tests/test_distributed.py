@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sdlib import distributed
-from sdlib.configs.ddpm import LESSON_T_BAND, LESSON_UNET
+from sdlib.runtime import distributed
+from sdlib.recipes.configs.ddpm import LESSON_T_BAND, LESSON_UNET
 from sdlib.diffusion import DDPMObjective, band_timesteps
 from sdlib.schedules import NoiseSchedule
 from sdlib.train import LOG_EVERY, TrainConfig, batch_indices, fit, load_checkpoint

@@ -1,7 +1,7 @@
 """Every exercise in every lesson: its checker passes the notebook's own solution, and fails both the
 stub that the student notebooks get and a typical mistake (listed below, one per exercise).
 
-Kinds (sdlib.checks.kind_of): for a prediction the "mistake" is an invalid answer (a wrong type, a choice not
+Kinds (sdlib.classroom.checks.kind_of): for a prediction the "mistake" is an invalid answer (a wrong type, a choice not
 offered, a number out of range), which must fail, while a valid but wrong prediction (WRONG_PREDICTIONS) must pass
 and print the measurement and the gap. Each numbered lesson needs five exercises, two of the deeper kinds
 (derivation, prediction, design), and a quiz; an appendix such as 03b may have fewer. Every QUIZ is checked for consistency and for its "## Quiz" section in the notebook."""
@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import NOTEBOOKS, mnist_folder
-from sdlib.checks import KINDS, ExerciseError, kind_of
-from sdlib.quiz import Question
-from sdlib.student import has_solution, strip_solutions
+from sdlib.classroom.checks import KINDS, ExerciseError, kind_of
+from sdlib.classroom.quiz import Question
+from sdlib.classroom.student import has_solution, strip_solutions
 
 # A typical mistake for each exercise, as code that replaces the solution cell.
 MISTAKES = {
@@ -226,7 +226,7 @@ def _define(source: str, name: str):
 
 
 def _checker(lesson: str, name: str):
-    return getattr(importlib.import_module(f"sdlib.checks.lesson{lesson}"), name)
+    return getattr(importlib.import_module(f"sdlib.classroom.checks.lesson{lesson}"), name)
 
 
 def test_every_lesson_has_three_exercises_and_every_exercise_a_mistake():
@@ -410,7 +410,7 @@ def _quizzes():
     for path in NOTEBOOKS:
         lesson = path.name.split("_")[0]
         try:
-            module = importlib.import_module(f"sdlib.checks.lesson{lesson}")
+            module = importlib.import_module(f"sdlib.classroom.checks.lesson{lesson}")
         except ModuleNotFoundError:
             continue
         if hasattr(module, "QUIZ"):
@@ -449,7 +449,7 @@ def test_notebook_shows_its_quiz_before_the_summary(lesson, quiz, path):
     tree = ast.parse(code.source)
     imports = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "show_quiz"]
-    assert (f"sdlib.checks.lesson{lesson}", "QUIZ") in imports and ("sdlib.quiz", "show_quiz") in imports, code.source
+    assert (f"sdlib.classroom.checks.lesson{lesson}", "QUIZ") in imports and ("sdlib.classroom.quiz", "show_quiz") in imports, code.source
     assert calls and isinstance(calls[0].args[0], ast.Name) and calls[0].args[0].id == "QUIZ", code.source
     summary = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Summary" in c.source]
     assert summary and headings[0] < summary[0], f"{path.name}: the quiz should come before the summary"

@@ -1,4 +1,4 @@
-"""The lesson diagrams (sdlib.plot.draw_*): each renders with the Agg backend, the U-Net is drawn from
+"""The lesson diagrams (sdlib.classroom.plot.draw_*): each renders with the Agg backend, the U-Net is drawn from
 the model its config builds (so the drawing changes with the config), the Stable Diffusion figure names
 only sdlib objects that exist, and bad input gets a clear error."""
 import importlib
@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from sdlib import plot
-from sdlib.configs import latent_ddpm, text_ddpm
+from sdlib.classroom import plot
+from sdlib.recipes.configs import latent_ddpm, text_ddpm
 from sdlib.pipeline import LatentDiffusion
 from sdlib.unet import UNet, UNetConfig
 

@@ -1,4 +1,4 @@
-"""Lesson 09's checkers (sdlib.checks.lesson09) against the notebook's own solutions and against typical slips.
+"""Lesson 09's checkers (sdlib.classroom.checks.lesson09) against the notebook's own solutions and against typical slips.
 
 tests/test_exercises.py holds every lesson to the same rules (the solution passes, the stub and one typical mistake
 fail); here each of lesson 09's checkers also meets several slips, and each slip must get its own hint."""
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from helpers import ROOT
-from sdlib.checks import ExerciseError, kind_of, lesson09
-from sdlib.student import has_solution, strip_solutions
+from sdlib.classroom.checks import ExerciseError, kind_of, lesson09
+from sdlib.classroom.student import has_solution, strip_solutions
 
 NOTEBOOK = ROOT / "notebooks" / "09_flow_matching.ipynb"
 CHECKERS = {"score_from_eps": "check_score_from_eps", "interpolate_and_velocity": "check_interpolant",

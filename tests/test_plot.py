@@ -1,7 +1,7 @@
 import matplotlib.pyplot as plt
 import torch
 
-from sdlib import plot
+from sdlib.classroom import plot
 from sdlib.schedules import NoiseSchedule
 
 

@@ -1,9 +1,9 @@
-"""sdlib.quiz: questions validated on construction, the widget path driven from code, the text fallback."""
+"""sdlib.classroom.quiz: questions validated on construction, the widget path driven from code, the text fallback."""
 import ipywidgets
 import pytest
 
-from sdlib import quiz
-from sdlib.quiz import Question, check_answer, show_quiz
+from sdlib.classroom import quiz
+from sdlib.classroom.quiz import Question, check_answer, show_quiz
 
 EXPLAINED = ["No: a is wrong because ...", "Yes: b is right because ...", "No: c is wrong because ..."]
 

@@ -26,7 +26,7 @@ def test_sampler_comparison_runs_the_samplers_it_names_on_the_same_noises():
 
 
 def test_the_lesson_recipe_draws_t_as_lesson_03_does_and_the_band_only_when_asked():
-    from sdlib.configs.ddpm import LESSON_T_BAND, PRETRAINED_T_BAND, SCHEDULE
+    from sdlib.recipes.configs.ddpm import LESSON_T_BAND, PRETRAINED_T_BAND, SCHEDULE
     from sdlib.diffusion import band_timesteps
     assert training_t_probs(lesson=True) is None                       # Algorithm 1: t ~ Uniform{1..T}
     assert torch.equal(training_t_probs(lesson=True, band=True), band_timesteps(SCHEDULE["T"], *LESSON_T_BAND))

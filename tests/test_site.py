@@ -54,13 +54,13 @@ class Watch:
 
 
 def test_render_strip_stacks_one_frame_per_setting():
-    """sdlib.widgets.render_strip, the static stand-in for a slider: one frame per setting, top to bottom."""
+    """sdlib.classroom.widgets.render_strip, the static stand-in for a slider: one frame per setting, top to bottom."""
     import matplotlib.pyplot as plt
     import numpy as np
     import torch
 
     from sdlib.schedules import NoiseSchedule
-    from sdlib.widgets import NoiseExplorer, render_strip
+    from sdlib.classroom.widgets import NoiseExplorer, render_strip
 
     explorer = NoiseExplorer(torch.zeros(1, 8, 8), NoiseSchedule.linear(T=100), seed=0)
     one = explorer.render(10)

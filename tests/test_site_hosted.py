@@ -106,7 +106,7 @@ def test_install_cell_command_installs_this_checkout(monkeypatch, tmp_path):
                              "--no-index", "--target", str(target)], capture_output=True, text=True,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (target / "sdlib" / "runtime.py").is_file()
+    assert (target / "sdlib" / "runtime" / "__init__.py").is_file()
     assert list((target / "sdlib" / "weights").glob("*.pt")), "the pretrained weights were not installed"
 
 

@@ -12,7 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from helpers import NOTEBOOKS
-from sdlib import student
+from sdlib.classroom import student
 
 LESSON = NOTEBOOKS[0]
 # The tests find solutions with their own rule, not the module's, so a parser that misses a
@@ -29,7 +29,7 @@ def write_notebook(path, *cells):
 
 
 def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "sdlib.student", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "sdlib.classroom.student", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -284,14 +284,14 @@ def test_default_run_writes_every_lesson(tmp_path, monkeypatch):
 def test_a_prediction_is_left_blank_and_a_quiz_untouched(tmp_path):
     """Every kind of exercise is one function between markers: a prediction becomes a stub (a blank prediction,
     which its checker refuses as not written yet) and the quiz cells stay as they are."""
-    from sdlib.checks import ExerciseError
-    from sdlib.checks.lesson02 import check_signal_prediction
+    from sdlib.classroom.checks import ExerciseError
+    from sdlib.classroom.checks.lesson02 import check_signal_prediction
 
     prediction = ('def predict_more_signal_at_500():\n    """Your prediction."""\n    ### BEGIN SOLUTION\n'
                   '    return "cosine"\n    ### END SOLUTION')
-    checker = "from sdlib.checks.lesson02 import check_signal_prediction\n\ncheck_signal_prediction(predict_more_signal_at_500)"
+    checker = "from sdlib.classroom.checks.lesson02 import check_signal_prediction\n\ncheck_signal_prediction(predict_more_signal_at_500)"
     quiz_md = new_markdown_cell("## Quiz\n\nFour questions.")
-    quiz_code = "from sdlib.checks.lesson02 import QUIZ\nfrom sdlib.quiz import check_answer, show_quiz\n\nshow_quiz(QUIZ)"
+    quiz_code = "from sdlib.classroom.checks.lesson02 import QUIZ\nfrom sdlib.classroom.quiz import check_answer, show_quiz\n\nshow_quiz(QUIZ)"
     src = write_notebook(tmp_path / "in" / "02_x.ipynb", prediction, checker, quiz_md, quiz_code)
     dst = tmp_path / "out" / "02_x.ipynb"
     assert student.make_student_notebook(src, dst) == 1

@@ -335,7 +335,7 @@ def test_where_sigint_is_ignored_a_training_step_ignores_it_too():
     the optimizer step holds Ctrl-C back must not turn into a KeyboardInterrupt there either."""
     import os
     import signal
-    from sdlib.distributed import StopRequests
+    from sdlib.runtime.distributed import StopRequests
     from sdlib.train import _HoldInterrupts
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

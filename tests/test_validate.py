@@ -1,4 +1,4 @@
-"""sdlib.validate: every check refuses what it should with a message that says what was wrong and what
+"""sdlib.runtime.validate: every check refuses what it should with a message that says what was wrong and what
 is expected, and lets through what it should (the entry points' own tests attack them one by one)."""
 import math
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sdlib import data, validate
+from sdlib import data
+from sdlib.runtime import validate
 
 
 # -- numbers ---------------------------------------------------------------------------------------

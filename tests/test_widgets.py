@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sdlib.schedules import NoiseSchedule
-from sdlib.widgets import NoiseExplorer
+from sdlib.classroom.widgets import NoiseExplorer
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_guidance_explorer_samples_once_per_w_and_reuses_the_noise():
     from sdlib.clip import PromptEncoder
     from sdlib.samplers import DDIMSampler
     from sdlib.unet import UNet, UNetConfig
-    from sdlib.widgets import GuidanceExplorer
+    from sdlib.classroom.widgets import GuidanceExplorer
 
     torch.manual_seed(0)
     encoder = PromptEncoder(CLIP(CLIPConfig(vocab=all_caption_words(), context_length=8, width=8, layers=1, heads=2,
@@ -78,7 +78,7 @@ def test_pipeline_explorer_redraws_on_each_slider():
     from sdlib.pipeline import LatentDiffusion
     from sdlib.unet import UNet, UNetConfig
     from sdlib.vae import KLAutoencoder, KLConfig
-    from sdlib.widgets import PipelineExplorer
+    from sdlib.classroom.widgets import PipelineExplorer
 
     torch.manual_seed(0)
     encoder = PromptEncoder(CLIP(CLIPConfig(vocab=all_caption_words(), context_length=8, width=8, layers=1, heads=2,

@@ -5,8 +5,10 @@ and their manifest entry into sdlib/weights/ (or --out). A lesson can always ret
     python -m sdlib.recipes.ddpm          # the unconditional pixel-space DDPM of lesson 03
 
 Each recipe prints what it measured; the numbers land in the manifest next to the weights. Recipes are
-thin scripts: their settings live in sdlib.configs, objectives and measurements in the library, and
-lessons import from those, never from here. What every recipe does the same way is written once below.
+thin scripts: their settings live in sdlib.recipes.configs, objectives and measurements in the library, and
+lessons import those settings, never a recipe. The benchmark (`python -m sdlib.recipes.benchmark`) and the
+multi-process timing (`python -m sdlib.recipes.torchrun`) live here too. What every recipe does the same way
+is written once below.
 """
 from __future__ import annotations
 

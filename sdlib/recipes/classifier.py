@@ -15,11 +15,12 @@ from dataclasses import replace
 
 import torch
 
-from .. import distributed, metrics, pretrained, runtime
-from ..configs.classifier import CLASSIFIER_CONFIG, CLASSIFIER_TRAIN
-from ..data import load_mnist
-from ..train import fit
-from . import as_shipped
+from sdlib.runtime import distributed
+from sdlib import metrics, pretrained, runtime
+from sdlib.recipes.configs.classifier import CLASSIFIER_CONFIG, CLASSIFIER_TRAIN
+from sdlib.data import load_mnist
+from sdlib.train import fit
+from sdlib.recipes import as_shipped
 
 RECIPE = "python -m sdlib.recipes.classifier"
 

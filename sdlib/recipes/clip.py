@@ -12,14 +12,15 @@ import argparse
 import sys
 from dataclasses import replace
 
-from .. import distributed, pretrained, runtime
-from ..captions import LEAN_WORDS, THICKNESS_WORDS, WIDTH_WORDS, StyleThresholds, classify_styles
-from ..clip import CLIP, CLIPObjective, zero_shot_digits, zero_shot_style
-from ..configs.clip import CLIP_CONFIG, CLIP_TRAIN
-from ..captions import captioned_dataset
-from ..data import load_mnist
-from ..train import fit
-from . import as_shipped, final_mean
+from sdlib.runtime import distributed
+from sdlib import pretrained, runtime
+from sdlib.captions import LEAN_WORDS, THICKNESS_WORDS, WIDTH_WORDS, StyleThresholds, classify_styles
+from sdlib.clip import CLIP, CLIPObjective, zero_shot_digits, zero_shot_style
+from sdlib.recipes.configs.clip import CLIP_CONFIG, CLIP_TRAIN
+from sdlib.captions import captioned_dataset
+from sdlib.data import load_mnist
+from sdlib.train import fit
+from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.clip"
 

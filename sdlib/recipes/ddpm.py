@@ -5,7 +5,7 @@
     python -m sdlib.recipes.ddpm --lesson --band    # the same with appendix 03b's band of time steps
     python -m sdlib.recipes.ddpm --compare-samplers # no training: DDPM-1000 against DDIM-50 on the shipped weights
 
-The settings of both, the lesson's and the shipped model's, are in sdlib.configs.ddpm.
+The settings of both, the lesson's and the shipped model's, are in sdlib.recipes.configs.ddpm.
 The measurements (classifier FID against the 10,000 test images, confidence, digit histogram,
 wall time) are printed and stored in the manifest next to the weights:
 - DDPM (1,000 steps) and DDIM (100, 50, 25, 10 steps, eta = 0) on the same 1,000 noises, and the
@@ -22,16 +22,17 @@ from dataclasses import replace
 
 import torch
 
-from .. import distributed, metrics, pretrained, runtime
-from ..configs.ddpm import (LESSON_SAMPLER, LESSON_T_BAND, LESSON_TRAIN, LESSON_UNET, PRETRAINED_T_BAND,
+from sdlib.runtime import distributed
+from sdlib import metrics, pretrained, runtime
+from sdlib.recipes.configs.ddpm import (LESSON_SAMPLER, LESSON_T_BAND, LESSON_TRAIN, LESSON_UNET, PRETRAINED_T_BAND,
                             PRETRAINED_TRAIN, PRETRAINED_UNET, SCHEDULE)
-from ..data import load_mnist
-from ..diffusion import DDPMObjective, band_timesteps
-from ..samplers import DDIMSampler, DDPMSampler, sample
-from ..schedules import NoiseSchedule
-from ..train import fit
-from ..unet import UNet
-from . import as_shipped, final_mean
+from sdlib.data import load_mnist
+from sdlib.diffusion import DDPMObjective, band_timesteps
+from sdlib.samplers import DDIMSampler, DDPMSampler, sample
+from sdlib.schedules import NoiseSchedule
+from sdlib.train import fit
+from sdlib.unet import UNet
+from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.ddpm"
 

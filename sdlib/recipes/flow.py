@@ -6,7 +6,7 @@
     python -m sdlib.recipes.flow --text            # the text-conditioned `text_flow` model, with guidance
     python -m sdlib.recipes.flow --table-only      # the samplers' table again, for the shipped `flow` weights
 
-The settings are in sdlib.configs.flow: each model has its DDPM twin's U-Net and training run, with a
+The settings are in sdlib.recipes.configs.flow: each model has its DDPM twin's U-Net and training run, with a
 continuous time input. The samplers' table: for steps in (50, 20, 10, 5), DDIM (η = 0, x̂0 not clipped) on
 the shipped `ddpm`, and Euler and Heun on the flow model, Euler also on DDIM's times and on Stable Diffusion
 3's shifted grid (config.SHIFT), all from the same 1,000 starting noises; for each
@@ -23,16 +23,17 @@ from dataclasses import replace
 
 import torch
 
-from .. import distributed, metrics, pretrained, runtime
-from ..configs import flow as config
-from ..configs.ddpm import SCHEDULE
-from ..data import load_mnist
-from ..flow import EulerSampler, FlowMatchingObjective, HeunSampler, time_of_alpha_bar
-from ..samplers import DDIMSampler, sample
-from ..schedules import NoiseSchedule
-from ..train import fit
-from ..unet import UNet
-from . import as_shipped, final_mean
+from sdlib.runtime import distributed
+from sdlib import metrics, pretrained, runtime
+from sdlib.recipes.configs import flow as config
+from sdlib.recipes.configs.ddpm import SCHEDULE
+from sdlib.data import load_mnist
+from sdlib.flow import EulerSampler, FlowMatchingObjective, HeunSampler, time_of_alpha_bar
+from sdlib.samplers import DDIMSampler, sample
+from sdlib.schedules import NoiseSchedule
+from sdlib.train import fit
+from sdlib.unet import UNet
+from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.flow"
 
@@ -157,11 +158,10 @@ def _flow_rows(net, classifier, test_features, n):
 
 
 def train_text(args, rt, classifier, test, test_features) -> int:
-    from ..captions import CaptionedPrompts, captioned_dataset
-    from ..clip import PromptEncoder
-    from ..metrics import measure_guidance
+    from sdlib.captions import CaptionedPrompts, captioned_dataset
+    from sdlib.metrics import measure_guidance
 
-    encoder = PromptEncoder.pretrained(device=rt.device)
+    encoder = pretrained.load_prompt_encoder(device=rt.device)
     data, _ = captioned_dataset("train", thresholds=encoder.thresholds)
     train_config = replace(config.TEXT_TRAIN, steps=args.steps or config.TEXT_TRAIN.steps, device=str(rt.device))
     result = train("text_flow", config.TEXT_UNET, train_config,

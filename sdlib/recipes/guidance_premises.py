@@ -27,18 +27,18 @@ from dataclasses import replace
 
 import torch
 
-from .. import metrics, pretrained, runtime
-from ..captions import CaptionedPrompts, captioned_dataset
-from ..clip import PromptEncoder
-from ..configs.text_ddpm import LESSON_UNET, PREMISES, PREMISES_SAMPLER, PREMISES_TRAIN, SCHEDULE
-from ..data import load_mnist
-from ..diffusion import DDPMObjective
-from ..metrics import measure_guidance
-from ..samplers import DDIMSampler
-from ..schedules import NoiseSchedule
-from ..train import fit
-from ..unet import UNet
-from . import as_shipped, final_mean
+from sdlib import metrics, pretrained, runtime
+from sdlib.captions import CaptionedPrompts, captioned_dataset
+from sdlib.clip import PromptEncoder
+from sdlib.recipes.configs.text_ddpm import LESSON_UNET, PREMISES, PREMISES_SAMPLER, PREMISES_TRAIN, SCHEDULE
+from sdlib.data import load_mnist
+from sdlib.diffusion import DDPMObjective
+from sdlib.metrics import measure_guidance
+from sdlib.samplers import DDIMSampler
+from sdlib.schedules import NoiseSchedule
+from sdlib.train import fit
+from sdlib.unet import UNet
+from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.guidance_premises"
 SHIPPED = {name: f"text_ddpm_short_{name}" for name in PREMISES}
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     train_config = replace(PREMISES_TRAIN, steps=args.steps or PREMISES_TRAIN.steps, device=str(rt.device))
     schedule = NoiseSchedule.linear(SCHEDULE["T"])
     sampler = DDIMSampler(schedule, **PREMISES_SAMPLER)
-    encoder = PromptEncoder.pretrained(device=rt.device)
+    encoder = pretrained.load_prompt_encoder(device=rt.device)
     data, _ = captioned_dataset("train", thresholds=encoder.thresholds)
     classifier = pretrained.load_pretrained("classifier", device="cpu")
     test = load_mnist("test")

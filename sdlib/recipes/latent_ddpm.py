@@ -22,18 +22,18 @@ from dataclasses import replace
 
 import torch
 
-from .. import distributed, metrics, pretrained, runtime
-from ..captions import DIGIT_WORDS, captioned_latents
-from ..clip import PromptEncoder
-from ..metrics import measure_guidance
-from ..configs.latent_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LATENT_TRAIN, LATENT_UNET, P_UNCOND, SAMPLER,
+from sdlib.runtime import distributed
+from sdlib import metrics, pretrained, runtime
+from sdlib.captions import DIGIT_WORDS, captioned_latents
+from sdlib.metrics import measure_guidance
+from sdlib.recipes.configs.latent_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LATENT_TRAIN, LATENT_UNET, P_UNCOND, SAMPLER,
                                    SCHEDULE, STRENGTHS)
-from ..data import from_unit_range, load_mnist, to_unit_range
-from ..pipeline import LatentDiffusion
-from ..train import fit
-from ..unet import UNet
-from . import as_shipped, final_mean
-from .text_ddpm import objective
+from sdlib.data import from_unit_range, load_mnist, to_unit_range
+from sdlib.pipeline import LatentDiffusion
+from sdlib.train import fit
+from sdlib.unet import UNet
+from sdlib.recipes import as_shipped, final_mean
+from sdlib.recipes.text_ddpm import objective
 
 RECIPE = "python -m sdlib.recipes.latent_ddpm"
 
@@ -97,8 +97,8 @@ def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_
     latent_s = time.perf_counter() - start
     speed = {"latent_seconds_100": round(latent_s, 2), "guidance": "cond and uncond in one batch of 200"}
     try:
-        from ..samplers import generate
-        from ..samplers import DDIMSampler
+        from sdlib.samplers import generate
+        from sdlib.samplers import DDIMSampler
 
         pixel = pretrained.load_pretrained("text_ddpm", device=pipe.device).to(memory_format=torch.channels_last)
         start = time.perf_counter()
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     rt = runtime.setup(seed=0, verbose=distributed.is_main_process())
     config = replace(LATENT_TRAIN, steps=args.steps or LATENT_TRAIN.steps, device=str(rt.device))
     vae = pretrained.load_pretrained("vae", device=rt.device)
-    encoder = PromptEncoder.pretrained(device=rt.device)
+    encoder = pretrained.load_prompt_encoder(device=rt.device)
     start = time.perf_counter()
     data = captioned_latents(vae, encoder.thresholds)
     encode_seconds = time.perf_counter() - start

@@ -20,18 +20,17 @@ from dataclasses import replace
 
 import torch
 
-from .. import metrics, pretrained, runtime
-from ..clip import PromptEncoder
-from ..configs.classifier import CLASSIFIER_GUIDANCE_SCALES, NOISY_CLASSIFIER_CONFIG, NOISY_CLASSIFIER_TRAIN
-from ..configs.text_ddpm import DEFAULT_W, PREMISES_SAMPLER
-from ..data import load_mnist
-from ..diffusion import NoisyClassifierObjective
-from ..metrics import digit_prompts, measure_guidance
-from ..samplers import ClassifierGuidance, DDIMSampler, sample
-from ..schedules import NoiseSchedule
-from ..train import fit
-from ..unet import NoisyClassifier
-from . import as_shipped, final_mean
+from sdlib import metrics, pretrained, runtime
+from sdlib.recipes.configs.classifier import CLASSIFIER_GUIDANCE_SCALES, NOISY_CLASSIFIER_CONFIG, NOISY_CLASSIFIER_TRAIN
+from sdlib.recipes.configs.text_ddpm import DEFAULT_W, PREMISES_SAMPLER
+from sdlib.data import load_mnist
+from sdlib.diffusion import NoisyClassifierObjective
+from sdlib.metrics import digit_prompts, measure_guidance
+from sdlib.samplers import ClassifierGuidance, DDIMSampler, sample
+from sdlib.schedules import NoiseSchedule
+from sdlib.train import fit
+from sdlib.unet import NoisyClassifier
+from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.noisy_classifier"
 ACCURACY_AT = (0, 100, 250, 500, 750, 1000)
@@ -90,7 +89,7 @@ def main(argv=None) -> int:
     ddpm = pretrained.load_pretrained("ddpm", device="cpu")
     guided = measure_guidance(None, None, judge, reference, args.scales, n=args.n, thickness=False,
                               images_for=classifier_guided(ddpm, noisy, sampler))
-    encoder = PromptEncoder.pretrained(device="cpu")
+    encoder = pretrained.load_prompt_encoder(device="cpu")
     text = pretrained.load_pretrained("text_ddpm", device="cpu")
     free = measure_guidance(text, encoder, judge, reference, (DEFAULT_W,), n=args.n, sampler=sampler, thickness=False)
     measured = {"steps": result.steps, "train_minutes": round(result.minutes, 1),

@@ -17,19 +17,20 @@ from dataclasses import replace
 
 import torch
 
-from .. import distributed, metrics, pretrained, runtime
-from ..captions import CaptionedPrompts, captioned_dataset
-from ..clip import PromptEncoder
-from ..metrics import measure_guidance
-from ..configs.text_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LESSON_TRAIN, LESSON_UNET, P_UNCOND, PRETRAINED_TRAIN,
+from sdlib.runtime import distributed
+from sdlib import metrics, pretrained, runtime
+from sdlib.captions import CaptionedPrompts, captioned_dataset
+from sdlib.clip import PromptEncoder
+from sdlib.metrics import measure_guidance
+from sdlib.recipes.configs.text_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LESSON_TRAIN, LESSON_UNET, P_UNCOND, PRETRAINED_TRAIN,
                                  PRETRAINED_UNET, SAMPLER, SCHEDULE)
-from ..data import load_mnist
-from ..diffusion import DDPMObjective
-from ..samplers import DDIMSampler
-from ..schedules import NoiseSchedule
-from ..train import fit
-from ..unet import UNet
-from . import as_shipped, final_mean
+from sdlib.data import load_mnist
+from sdlib.diffusion import DDPMObjective
+from sdlib.samplers import DDIMSampler
+from sdlib.schedules import NoiseSchedule
+from sdlib.train import fit
+from sdlib.unet import UNet
+from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.text_ddpm"
 
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
     unet_config, train_config = (LESSON_UNET, LESSON_TRAIN) if args.lesson else (PRETRAINED_UNET, PRETRAINED_TRAIN)
     train_config = replace(train_config, steps=args.steps or train_config.steps, device=str(rt.device))
     name = "text_ddpm_lesson" if args.lesson else "text_ddpm"
-    encoder = PromptEncoder.pretrained(device=rt.device)
+    encoder = pretrained.load_prompt_encoder(device=rt.device)
     data, _ = captioned_dataset("train", thresholds=encoder.thresholds)
     model = UNet(unet_config)
     print(f"{name}: {model.num_parameters():,} parameters, {train_config.steps} steps of {train_config.batch_size}")

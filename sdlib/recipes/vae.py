@@ -16,12 +16,13 @@ from dataclasses import replace
 
 import torch
 
-from .. import distributed, metrics, pretrained, runtime
-from ..configs.vae import BETA, VAE_CONFIG, VAE_TRAIN
-from ..data import load_mnist
-from ..train import fit
-from ..vae import KLAutoencoder, VAEObjective
-from . import as_shipped, final_mean
+from sdlib.runtime import distributed
+from sdlib import metrics, pretrained, runtime
+from sdlib.recipes.configs.vae import BETA, VAE_CONFIG, VAE_TRAIN
+from sdlib.data import load_mnist
+from sdlib.train import fit
+from sdlib.vae import KLAutoencoder, VAEObjective
+from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.vae"
 

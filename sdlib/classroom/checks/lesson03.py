@@ -5,10 +5,10 @@ import math
 
 import torch
 
-from ..samplers import DDIMSampler, DDPMSampler
-from ..schedules import NoiseSchedule
-from ..quiz import Question
-from . import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect,
+from sdlib.samplers import DDIMSampler, DDPMSampler
+from sdlib.schedules import NoiseSchedule
+from sdlib.classroom.quiz import Question
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect,
                expect_close, passed)
 
 _S = NoiseSchedule.linear(1000)
@@ -226,7 +226,7 @@ def check_elbo_weight(elbo_weight) -> None:
 # -- predict the cost of fewer sampling steps ------------------------------------------------------------
 
 def _recorded_fid_ratio() -> float:
-    from ..pretrained import entry
+    from sdlib.pretrained import entry
     table = {row["steps"]: row["classifier_fid"] for row in entry("ddpm")["metrics"]["table"]}
     return table[10] / table[100]
 

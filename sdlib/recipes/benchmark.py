@@ -1,8 +1,8 @@
 """CPU benchmark of the lesson-03 U-Net: training throughput against the machine's own matmul
 speed, sampling time per 1,000 images for each sampler, and peak memory.
 
-    python -m sdlib.benchmark               # its run time on a 2-core CPU: docs/measured.md
-    python -m sdlib.benchmark --json out.json
+    python -m sdlib.recipes.benchmark               # its run time on a 2-core CPU: docs/measured.md
+    python -m sdlib.recipes.benchmark --json out.json
 
 Throughput is reported in images per second and in GFLOP/s, where the FLOPs of one training step
 (forward and backward) are counted by torch.utils.flop_counter; "of peak" divides that by the fp32
@@ -23,11 +23,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from . import runtime
-from .configs.ddpm import LESSON_UNET
-from .schedules import NoiseSchedule
-from .train import TrainConfig, build_optimizer
-from .unet import UNet, UNetConfig
+from sdlib import runtime
+from sdlib.recipes.configs.ddpm import LESSON_UNET
+from sdlib.schedules import NoiseSchedule
+from sdlib.train import TrainConfig, build_optimizer
+from sdlib.unet import UNet, UNetConfig
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10, dtype=torch.float32) -> float:
@@ -112,7 +112,7 @@ def allocator_comparison(config: UNetConfig) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sdlib.benchmark", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sdlib.recipes.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (for testing the benchmark itself)")
     args = parser.parse_args(argv)

@@ -2,12 +2,12 @@
 (`python -m sdlib.recipes.flow`): the course's own U-Nets with a continuous time input (t in [0, 1]),
 trained on the straight path x_t = (1 − t) x0 + t ε to predict the velocity ε − x0 (sdlib.flow).
 
-Each model has the same U-Net and the same training budget as its DDPM twin in sdlib.configs.ddpm and
-sdlib.configs.text_ddpm, so that the samplers' table compares the two objectives, not two budgets.
+Each model has the same U-Net and the same training budget as its DDPM twin in sdlib.recipes.configs.ddpm and
+sdlib.recipes.configs.text_ddpm, so that the samplers' table compares the two objectives, not two budgets.
 """
 from dataclasses import replace
 
-from . import ddpm, text_ddpm
+from sdlib.recipes.configs import ddpm, text_ddpm
 
 # The lesson trains lesson 03's U-Net and settings (ten minutes at most), only with t continuous.
 LESSON_UNET = replace(ddpm.LESSON_UNET, time_input="continuous")

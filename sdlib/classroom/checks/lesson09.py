@@ -9,10 +9,10 @@ import math
 
 import torch
 
-from ..flow import EulerSampler, HeunSampler, eps_from_velocity, x0_from_velocity
-from ..quiz import Question
-from ..schedules import NoiseSchedule
-from . import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect_close,
+from sdlib.flow import EulerSampler, HeunSampler, eps_from_velocity, x0_from_velocity
+from sdlib.classroom.quiz import Question
+from sdlib.schedules import NoiseSchedule
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect_close,
                passed)
 
 _S = NoiseSchedule.linear(1000)

@@ -7,9 +7,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..clip import clip_loss
-from ..quiz import Question
-from . import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect, expect_close,
+from sdlib.clip import clip_loss
+from sdlib.classroom.quiz import Question
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect, expect_close,
                passed)
 
 
@@ -138,9 +138,9 @@ ZERO_SHOT_DIGITS = 1000
 def _zero_shot_accuracy() -> float:
     """The pretrained CLIP's zero-shot digit accuracy on the first 1,000 test digits, one prompt per class
     ("the number zero", ...), as lesson 05 measures it."""
-    from ..captions import DIGIT_WORDS
-    from ..data import load_mnist
-    from ..pretrained import load_pretrained
+    from sdlib.captions import DIGIT_WORDS
+    from sdlib.data import load_mnist
+    from sdlib.pretrained import load_pretrained
 
     model = load_pretrained("clip", device="cpu").eval()
     test = load_mnist("test", subset=ZERO_SHOT_DIGITS)

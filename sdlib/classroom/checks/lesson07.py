@@ -5,11 +5,11 @@ import math
 
 import torch
 
-from ..diffusion import drop_prompts
-from ..quiz import Question
-from ..samplers import ClassifierFreeGuidance, guidance
-from ..unet import UNet
-from . import (ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed,
+from sdlib.diffusion import drop_prompts
+from sdlib.classroom.quiz import Question
+from sdlib.samplers import ClassifierFreeGuidance, guidance
+from sdlib.unet import UNet
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed,
                read_answer)
 
 
@@ -129,7 +129,7 @@ def recorded_guidance() -> tuple[list[dict], dict]:
     """The pretrained text_ddpm model's guidance measurements, as its recipe recorded them in the manifest:
     (rows sorted by w, each with w, prompt_accuracy, thickness_obeyed, spread_ratio, classifier_fid, ...;
     the whole metrics entry, for n and the sampler)."""
-    from ..pretrained import entry
+    from sdlib.pretrained import entry
 
     metrics = entry("text_ddpm")["metrics"]
     return sorted(metrics["guidance"], key=lambda r: r["w"]), metrics

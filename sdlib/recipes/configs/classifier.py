@@ -1,7 +1,7 @@
 """The MNIST digit classifier behind sdlib.metrics (`python -m sdlib.recipes.classifier`)."""
-from ..metrics import ClassifierConfig
-from ..train import TrainConfig
-from ..unet import NoisyClassifierConfig
+from sdlib.metrics import ClassifierConfig
+from sdlib.train import TrainConfig
+from sdlib.unet import NoisyClassifierConfig
 
 CLASSIFIER_CONFIG = ClassifierConfig()
 CLASSIFIER_TRAIN = TrainConfig(steps=3000, batch_size=128, lr=2e-3, weight_decay=1e-4, warmup=100, ema_decay=None,

@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from ..quiz import Question
-from ..vae import kl_to_standard_normal, reconstruction_nll
-from . import ExerciseError, as_tensor, call, check_random_cases, exercise, expect, expect_close, passed, read_answer
+from sdlib.classroom.quiz import Question
+from sdlib.vae import kl_to_standard_normal, reconstruction_nll
+from sdlib.classroom.checks import ExerciseError, as_tensor, call, check_random_cases, exercise, expect, expect_close, passed, read_answer
 
 
 def check_reparameterize(reparameterize) -> None:
@@ -119,8 +119,8 @@ LATENT_TARGET = (0.95, 1.05)          # the std of the scaled latents of held-ou
 def _latent_setting():
     """The pretrained autoencoder, 500 training digits for the learner, and the posterior means of 500 test
     digits to measure on (cached: loaded once per session)."""
-    from ..data import load_mnist
-    from ..pretrained import load_pretrained
+    from sdlib.data import load_mnist
+    from sdlib.pretrained import load_pretrained
 
     vae = load_pretrained("vae", device="cpu")
     train = load_mnist("train", subset=500).images

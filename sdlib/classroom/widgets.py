@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .data import to_unit_range
-from .schedules import NoiseSchedule
+from sdlib.data import to_unit_range
+from sdlib.schedules import NoiseSchedule
 
 
 class NoiseExplorer:
@@ -101,7 +101,7 @@ class GuidanceExplorer:
     """
 
     def __init__(self, model, encoder, prompts: list[str], sampler, seed: int = 0, negative_prompt=None):
-        from .runtime import randn
+        from sdlib.runtime import randn
 
         self.model, self.encoder, self.prompts, self.sampler = model, encoder, list(prompts), sampler
         self.negative_prompt = negative_prompt
@@ -113,7 +113,7 @@ class GuidanceExplorer:
         self.renders = 0
 
     def images(self, w: float) -> torch.Tensor:
-        from .samplers import generate
+        from sdlib.samplers import generate
 
         w = float(w)
         if w not in self.cache:
@@ -124,7 +124,7 @@ class GuidanceExplorer:
         return self.cache[w]
 
     def render(self, w: float):
-        from .captions import stroke_width
+        from sdlib.captions import stroke_width
 
         x = self.images(w)
         widths = stroke_width(x)

@@ -5,9 +5,9 @@ import math
 
 import torch
 
-from ..probability import LinearGaussian, fake_identities, kl_normal, normal_log_prob
-from ..quiz import Question
-from . import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect,
+from sdlib.probability import LinearGaussian, fake_identities, kl_normal, normal_log_prob
+from sdlib.classroom.quiz import Question
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect,
                expect_close, passed)
 
 

@@ -6,8 +6,8 @@ shows what drawing t from `LESSON_T_BAND` adds. The shipped model is `PRETRAINED
 `PRETRAINED_TRAIN`, drawing t by `PRETRAINED_T_BAND`. The runs behind every choice are in
 docs/measured.md ("Lesson 03: DDPM on MNIST" and "CPU speed of the lesson-03 U-Net").
 """
-from ..train import TrainConfig
-from ..unet import UNetConfig
+from sdlib.train import TrainConfig
+from sdlib.unet import UNetConfig
 
 SCHEDULE = {"name": "linear", "T": 1000}
 

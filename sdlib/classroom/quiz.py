@@ -1,10 +1,10 @@
 """Short multiple-choice quizzes with every answer explained, the wrong ones included.
 
-A lesson's quiz is a list of `Question`s, `QUIZ`, in its checks module (sdlib.checks.lessonNN),
+A lesson's quiz is a list of `Question`s, `QUIZ`, in its checks module (sdlib.classroom.checks.lessonNN),
 shown near the end of the notebook, in a section headed "## Quiz", by one cell:
 
-    from sdlib.checks.lesson02 import QUIZ
-    from sdlib.quiz import check_answer, show_quiz
+    from sdlib.classroom.checks.lesson02 import QUIZ
+    from sdlib.classroom.quiz import check_answer, show_quiz
 
     show_quiz(QUIZ)
 
@@ -20,7 +20,7 @@ Two ways to show a quiz:
   script), or when the environment variable SDLIB_NO_WIDGETS is set to 1 (or `widgets=False`): the
   questions are printed with lettered options, and `check_answer(QUIZ, 2, "b")` prints the verdict
   and the explanation of option b of question 2.
-(The explorers of sdlib.widgets always build their widgets and can be driven from code; a quiz has
+(The explorers of sdlib.classroom.widgets always build their widgets and can be driven from code; a quiz has
 nothing to draw without a front end, so it falls back to text instead.)
 
 Writing a quiz for a lesson:

@@ -7,7 +7,7 @@ In the lesson notebooks each exercise's solution sits between nbgrader-style mar
         return ...
         ### END SOLUTION
 
-`python -m sdlib.student` (or the console command `sdlib-student`) writes a copy of every
+`python -m sdlib.classroom.student` (or the console command `sdlib-student`) writes a copy of every
 notebook in notebooks/ to student/, with the lines between the markers replaced, at the marker's
 indentation, by
 
@@ -77,7 +77,7 @@ def course_dir() -> Path | None:
 
     Not imported from sdlib.runtime, which imports torch: seconds that this tool has no use for.
     """
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").exists() and (root / "notebooks").is_dir() else None
 
 
@@ -222,7 +222,7 @@ def make_student_notebook(src: str | Path, dst: str | Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sdlib.student", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sdlib.classroom.student", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="lesson notebooks (default: every notebooks/*.ipynb of the checkout)")
     parser.add_argument("--out", type=Path, default=Path("student"), help="folder to write into (default: student/)")

@@ -1,4 +1,4 @@
-"""Exercise checkers: one module per lesson (sdlib.checks.lesson01, ...).
+"""Exercise checkers: one module per lesson (sdlib.classroom.checks.lesson01, ...).
 
 A checker takes the learner's function, runs it on cases whose answers are known (computed by
 the library or by an independent formula), and either prints a line starting with "Correct" or
@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .. import validate
+from sdlib.runtime import validate
 
 
 class ExerciseError(AssertionError):

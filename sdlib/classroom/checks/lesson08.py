@@ -7,9 +7,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..quiz import Question
-from ..schedules import NoiseSchedule
-from . import ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed, read_answer
+from sdlib.classroom.quiz import Question
+from sdlib.schedules import NoiseSchedule
+from sdlib.classroom.checks import ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed, read_answer
 
 _S = NoiseSchedule.linear(1000)
 
@@ -102,10 +102,9 @@ def _flop_ratio() -> float:
     """FLOPs of one forward pass of lesson 07's pixel U-Net over those of the pipeline's latent U-Net, per image."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..clip import PromptEncoder
-    from ..pretrained import load_pretrained
+    from sdlib.pretrained import load_pretrained, load_prompt_encoder
 
-    encoder = PromptEncoder.pretrained(device="cpu")
+    encoder = load_prompt_encoder(device="cpu")
     context, mask = encoder(["a seven"])
     t = torch.tensor([500])
     flops = []
@@ -144,10 +143,10 @@ STRENGTH_STEPS = 10                                    # DDIM steps
 
 @functools.lru_cache(maxsize=1)
 def _strength_setting():
-    from ..captions import stroke_width
-    from ..data import load_mnist
-    from ..pipeline import LatentDiffusion
-    from ..pretrained import load_pretrained
+    from sdlib.captions import stroke_width
+    from sdlib.data import load_mnist
+    from sdlib.pipeline import LatentDiffusion
+    from sdlib.pretrained import load_pretrained
 
     test = load_mnist("test", subset=1000 + STRENGTH_DIGITS)
     images, labels = test.images[1000:], test.labels[1000:]
@@ -160,9 +159,9 @@ def measure_strength(strength: float) -> tuple[float, float]:
     """(fraction of outputs the classifier reads as the prompted digit, correlation of the outputs' stroke widths
     with the inputs') for image-to-image at `strength` on 100 test digits, each prompted with the next digit
     ("a 3" for a 2), DDIM-10, w = 3, seed 0, with the pretrained pipeline."""
-    from .. import metrics
-    from ..captions import stroke_width
-    from ..data import from_unit_range, to_unit_range
+    from sdlib import metrics
+    from sdlib.captions import stroke_width
+    from sdlib.data import from_unit_range, to_unit_range
 
     pipe, classifier, images, labels, widths = _strength_setting()
     wanted = (labels + 1) % 10

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from . import validate
-from .data import to_unit_range
+from sdlib.runtime import validate
+from sdlib import pretrained
+from sdlib.data import to_unit_range
 
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, value_range: str = "model") -> torch.Tensor:
@@ -589,11 +590,11 @@ def draw_unet(config, ax=None, show_concat: bool = False):
     every ResBlock adds (the "t" badges), the attention blocks (gold) and, for a conditional model, the
     text context that their cross-attention reads. show_concat: write each decoder ResBlock's input as
     h + skip widths (the answer to lesson 06's exercise) instead of [h, skip]. Returns the figure."""
-    from .attention import SpatialTransformer
-    from .unet import UNet, UNetConfig
+    from sdlib.attention import SpatialTransformer
+    from sdlib.unet import UNet, UNetConfig
 
     validate.instance(config, UNetConfig, "config",
-                      " (e.g. sdlib.configs.text_ddpm.LESSON_UNET, or a trained U-Net's .config)")
+                      " (e.g. sdlib.recipes.configs.text_ddpm.LESSON_UNET, or a trained U-Net's .config)")
     model, c = UNet(config), config             # fresh weights: only the structure is read
     sizes = _unet_sizes(model)
 
@@ -749,16 +750,14 @@ def draw_stable_diffusion(ax=None):
     and a sampler step from t = T down to 0 on latents; the VAE's decoder turns the final latent into an
     image and its encoder brings an image in. Every box names the sdlib object that does it, and the three
     entry points (1 text-to-image, 2 image-to-image, 3 inpainting) are marked. Shapes come from the shipped
-    models' configs (sdlib.configs). Returns the figure."""
+    models' configs (the manifest, sdlib.pretrained.entry). Returns the figure."""
     from matplotlib.patches import FancyBboxPatch
 
-    from .configs.clip import CLIP_CONFIG
-    from .configs.latent_ddpm import LATENT_UNET
-    from .configs.vae import VAE_CONFIG
-
-    lat = f"{VAE_CONFIG.latent_channels}×{LATENT_UNET.image_size}×{LATENT_UNET.image_size}"
+    vae_config, clip_config, unet_config = (pretrained.entry(name)["config"] for name in ("vae", "clip", "latent_ddpm"))
+    size = unet_config["image_size"]
+    lat = f"{vae_config['latent_channels']}×{size}×{size}"
     img = "1×28×28"
-    ctx = f"{CLIP_CONFIG.context_length}×{CLIP_CONFIG.width}"
+    ctx = f"{clip_config['context_length']}×{clip_config['width']}"
     fig, ax = _canvas(ax, (-0.4, 16.6), (-4.9, 5.0))
     fs = SMALL
 
@@ -823,7 +822,6 @@ def draw_stable_diffusion(ax=None):
     _badge(ax, 0.3, y2 + 0.35, "2", "#222222", r=0.2)
     # 3: inpainting: the known region's latents put back after every step
     keep = part(13.6, y2, 3.4, 0.9, "put the known latents back", "sdlib.pipeline.KeepKnown", "encoder")
-    size = LATENT_UNET.image_size
     mask = _box(ax, 13.6, -4.25, 3.4, 0.55, f"mask (1 = repaint) → {size}×{size}",
                 role="plain", fontsize=fs)
     _arrow(ax, (4.7, y2), (13.6, y2), patchA=venc, patchB=keep, rad=0.13, color="#777777", lw=1.2,

@@ -6,10 +6,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..attention import MultiHeadAttention, SpatialTransformer, attention
-from ..quiz import Question
-from ..unet import UNet, UNetConfig
-from . import ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed
+from sdlib.attention import MultiHeadAttention, SpatialTransformer, attention
+from sdlib.classroom.quiz import Question
+from sdlib.unet import UNet, UNetConfig
+from sdlib.classroom.checks import ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed
 
 _MASK_SHAPE_HINT = ("The mask (B, Lk) must broadcast against the scores (B, heads, Lq, Lk): it marks *keys*, "
                     "so give it the shape (B, 1, 1, Lk) with mask[:, None, None, :].")
@@ -345,7 +345,7 @@ def check_block_facts(attention_block_facts) -> None:
 
 
 def _doubled_growth() -> float:
-    from ..pretrained import entry
+    from sdlib.pretrained import entry
 
     config = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry("text_ddpm")["config"].items()})
     doubled = UNetConfig(**{**config.to_dict(), "channels": tuple(2 * c for c in config.channels)})

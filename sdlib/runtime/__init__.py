@@ -9,6 +9,10 @@ which picks the device (CUDA, then Apple MPS, then CPU; `SDLIB_DEVICE=cpu` force
 every random number generator, reads the quick mode from `SDLIB_QUICK`, and tunes the C memory
 allocator on Linux so that large-batch sampling on a CPU runs at full speed (see
 `tune_cpu_allocator`).
+
+The package holds what runs underneath the ideas and imports no other part of sdlib: this module,
+the checks at the door (`sdlib.runtime.validate`) and training on several processes
+(`sdlib.runtime.distributed`).
 """
 from __future__ import annotations
 
@@ -97,7 +101,7 @@ def tune_cpu_allocator() -> bool:
     By default glibc serves every allocation above 128 KiB with a fresh `mmap` and gives it back
     on free, so a sampling loop that makes and frees big activations at every step pays a page
     fault for every 4 KiB it touches, which can take much of the time of a large-batch U-Net forward
-    pass (`python -m sdlib.benchmark` measures the before and after; docs/measured.md). It does what
+    pass (`python -m sdlib.recipes.benchmark` measures the before and after; docs/measured.md). It does what
     the environment variables MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_=<large> do, but from
     inside a running kernel, where those variables come too late. The price is that freed memory
     stays with the process for reuse instead of going back to the system. Only glibc (Linux) needs
@@ -142,7 +146,7 @@ def bf16_is_fast(device: str | torch.device = "cpu") -> bool:
 
 def project_dir() -> Path | None:
     """The course checkout that holds this sdlib (None when sdlib was installed without it)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").exists() and (root / "notebooks").is_dir() else None
 
 
