@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sdlib.runtime import validate
-from sdlib.runtime import randn
-from sdlib.schedules import NoiseSchedule
+from sdlib.probability import kl_normal
+from sdlib.runtime import randn, validate
+from sdlib.schedules import NoiseSchedule, check_schedule
 
 
 def band_timesteps(T: int, lo: int, hi: int, frac: float) -> torch.Tensor:
@@ -187,13 +187,6 @@ def discretized_gaussian_log_likelihood(x0: torch.Tensor, mean: torch.Tensor, st
     return torch.log((upper - lower).clamp_min(1e-12))
 
 
-def _reverse_mean(schedule: NoiseSchedule, xt: torch.Tensor, eps_pred: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """μ_θ(x_t, t) = (x_t - β_t / sqrt(1 - ᾱ_t) · ε_θ) / sqrt(α_t), in float64."""
-    beta, alpha, one_minus = (NoiseSchedule.gather(v, t, xt) for v in
-                              (schedule.beta, schedule.alpha, 1.0 - schedule.alpha_bar))
-    return (xt - beta / one_minus.sqrt() * eps_pred) / alpha.sqrt()
-
-
 @torch.no_grad()
 def variational_bound(model, schedule: NoiseSchedule, x0: torch.Tensor, *, variance: str = "beta",
                       n_t: int | None = 100, generator: torch.Generator | None = None,
@@ -208,7 +201,51 @@ def variational_bound(model, schedule: NoiseSchedule, x0: torch.Tensor, *, varia
     L_0 uses a discretised Gaussian decoder (Ho et al. 2020, §3.3): the probability of each pixel's 8-bit
     bin under N(μ_θ(x_1, 1), β_1), with variance β_1 for both settings, since β̃_1 = 0.
     Bits per dimension = nats / (number of pixels · ln 2)."""
-    from sdlib.samplers import check_schedule
+    _check_bound_inputs(model, schedule, x0, variance, n_t, generator)
+    # The bound is summed over hundreds of terms, so its arithmetic runs in float64 on the CPU (MPS has no
+    # float64); only the model runs on its own device.
+    device = next((p.device for p in model.parameters()), x0.device)
+    x0 = x0.detach().cpu().double()
+
+    def reverse_mean(xt, t):                      # μ_θ(x_t, t): the posterior mean at the model's x̂₀
+        x = xt.to(device, torch.float32)
+        eps = validate.in_model_dtype(model, lambda v: model(v, t.to(device), context, context_mask), x)
+        return schedule.posterior_mean(schedule.x0_from_eps(xt, eps.double().cpu(), t), xt, t)
+
+    B, T = x0.shape[0], schedule.T
+    sigma2 = schedule.beta if variance == "beta" else schedule.beta_tilde
+    prior = schedule.prior_kl(x0)
+    denoising_kl = lambda t: _denoising_kl(reverse_mean, schedule, sigma2, x0, t, generator)   # noqa: E731
+    if n_t is None:
+        denoising = sum(denoising_kl(torch.full((B,), t, dtype=torch.long)) for t in range(2, T + 1))
+    else:
+        draws = [denoising_kl(torch.randint(2, T + 1, (B,), generator=generator)) for _ in range(n_t)]
+        denoising = (T - 1) * torch.stack(draws).mean(0)
+    one = torch.ones(B, dtype=torch.long)
+    x1 = schedule.add_noise(x0, randn(x0.shape, generator, "cpu", torch.float64), one)
+    std = NoiseSchedule.gather(schedule.beta, one, x0).sqrt().expand_as(x0)
+    reconstruction = -discretized_gaussian_log_likelihood(x0, reverse_mean(x1, one), std).flatten(1).sum(1)
+
+    to_bits = 1.0 / (x0[0].numel() * math.log(2.0))
+    total = (prior + denoising + reconstruction) * to_bits
+    se = (total.std() / math.sqrt(B)).item() if B > 1 else float("nan")
+    return VariationalBound(bits_per_dim=total.mean().item(), prior=(prior * to_bits).mean().item(),
+                            denoising=(denoising * to_bits).mean().item(),
+                            reconstruction=(reconstruction * to_bits).mean().item(), standard_error=se,
+                            variance=variance, n_images=B, n_t=n_t)
+
+
+def _denoising_kl(reverse_mean, schedule: NoiseSchedule, sigma2: torch.Tensor, x0: torch.Tensor, t: torch.Tensor,
+                  generator) -> torch.Tensor:
+    """L_{t-1} per image, for one x_t ~ q(x_t | x_0) each: KL(q(x_{t-1} | x_t, x_0) || N(μ_θ(x_t, t), σ_t² I))."""
+    xt = schedule.add_noise(x0, randn(x0.shape, generator, "cpu", torch.float64), t)
+    mu_tilde, beta_tilde = schedule.posterior(x0, xt, t)
+    kl = kl_normal(mu_tilde, beta_tilde, reverse_mean(xt, t), NoiseSchedule.gather(sigma2, t, x0))
+    return kl.flatten(1).sum(1)
+
+
+def _check_bound_inputs(model, schedule, x0, variance, n_t, generator) -> None:
+    """variational_bound's door."""
     if variance not in ("beta", "beta_tilde"):
         raise ValueError(f"variance must be 'beta' or 'beta_tilde', got {variance!r}")
     if n_t is not None:
@@ -221,44 +258,3 @@ def variational_bound(model, schedule: NoiseSchedule, x0: torch.Tensor, *, varia
     if generator is not None and generator.device.type != "cpu":
         raise ValueError("variational_bound draws its noise on the CPU: pass a CPU generator, "
                          "torch.Generator().manual_seed(seed)")
-    # The bound is summed over hundreds of terms, so its arithmetic runs in float64 on the CPU (MPS has no
-    # float64); only the model runs on its own device.
-    device = next((p.device for p in model.parameters()), x0.device)
-    x0 = x0.detach().cpu().double()
-    dims = x0[0].numel()
-    sigma2_table = schedule.beta if variance == "beta" else schedule.beta_tilde
-
-    def eps_model(xt, t):
-        x = xt.to(device, torch.float32)
-        return validate.in_model_dtype(model, lambda v: model(v, t.to(device), context, context_mask), x).double().cpu()
-
-    def denoising_kl(t: torch.Tensor) -> torch.Tensor:          # L_{t-1} per image, one x_t each
-        eps = randn(x0.shape, generator, "cpu", torch.float64)
-        xt = schedule.add_noise(x0, eps, t)
-        mu = _reverse_mean(schedule, xt, eps_model(xt, t), t)
-        mu_tilde, beta_tilde = schedule.posterior(x0, xt, t)
-        sigma2 = NoiseSchedule.gather(sigma2_table, t, x0)
-        log_ratio = 0.5 * (torch.log(sigma2 / beta_tilde) + beta_tilde / sigma2 - 1.0).flatten(1)[:, 0] * dims
-        return log_ratio + ((mu_tilde - mu) ** 2 / (2 * sigma2)).flatten(1).sum(1)
-
-    B, T = x0.shape[0], schedule.T
-    prior = schedule.prior_kl(x0)
-    if n_t is None:
-        denoising = sum(denoising_kl(torch.full((B,), t, dtype=torch.long)) for t in range(2, T + 1))
-    else:
-        draws = [denoising_kl(torch.randint(2, T + 1, (B,), generator=generator)) for _ in range(n_t)]
-        denoising = (T - 1) * torch.stack(draws).mean(0)
-    one = torch.ones(B, dtype=torch.long)
-    eps = randn(x0.shape, generator, "cpu", torch.float64)
-    x1 = schedule.add_noise(x0, eps, one)
-    mean = _reverse_mean(schedule, x1, eps_model(x1, one), one)
-    std = NoiseSchedule.gather(schedule.beta, one, x0).sqrt().expand_as(x0)
-    reconstruction = -discretized_gaussian_log_likelihood(x0, mean, std).flatten(1).sum(1)
-
-    to_bits = 1.0 / (dims * math.log(2.0))
-    total = (prior + denoising + reconstruction) * to_bits
-    se = (total.std() / math.sqrt(B)).item() if B > 1 else float("nan")
-    return VariationalBound(bits_per_dim=total.mean().item(), prior=(prior * to_bits).mean().item(),
-                            denoising=(denoising * to_bits).mean().item(),
-                            reconstruction=(reconstruction * to_bits).mean().item(), standard_error=se,
-                            variance=variance, n_images=B, n_t=n_t)

@@ -24,7 +24,8 @@ from sdlib import pretrained
 from sdlib.clip import PromptEncoder
 from sdlib.runtime import validate
 from sdlib.data import from_unit_range, to_unit_range
-from sdlib.samplers import DEFAULT_SEED, ClassifierFreeGuidance, DDIMSampler, DDPMSampler, SampleNoise, sample
+from sdlib.samplers import (DEFAULT_SEED, DDIMSampler, DDPMSampler, SampleNoise, prompt_guidance, sample,
+                            schedule_of)
 from sdlib.schedules import NoiseSchedule
 
 
@@ -47,13 +48,13 @@ class LatentDiffusion:
             raise ValueError(f"the U-Net works on {unet.config.in_channels}×{unet.config.image_size}×"
                              f"{unet.config.image_size} but the VAE's latents are {vae.latent_shape}")
         self.vae, self.encoder, self.unet = vae.eval(), encoder, unet.eval()
-        self.schedule = schedule or NoiseSchedule.linear(unet.config.max_t)
+        self.schedule = schedule or schedule_of(unet)
 
     @classmethod
     def pretrained(cls, device=None) -> "LatentDiffusion":
         vae = pretrained.load_pretrained("vae", device=device)
         unet = pretrained.load_pretrained("latent_ddpm", device=device)
-        return cls(vae, pretrained.load_prompt_encoder(device=device), unet, pretrained.schedule("latent_ddpm"))
+        return cls(vae, pretrained.load_prompt_encoder(device=device), unet)
 
     @property
     def device(self) -> torch.device:
@@ -78,9 +79,9 @@ class LatentDiffusion:
         """Images for `prompts` (a string or a list) from pure noise. The images depend on the seed and their
         index, not on batch_size. seed=None: fresh randomness (from torch's global random state); a generator
         replaces the default seed, and an explicit seed with a generator is refused."""
-        prompts = _prompt_list(prompts)
-        return self._run(prompts, negative_prompt, guidance_scale, steps, seed, generator, batch_size, kind, eta,
-                         return_steps, progress)
+        return self._run(_prompt_list(prompts), negative_prompt=negative_prompt, w=guidance_scale, steps=steps,
+                         seed=seed, generator=generator, batch_size=batch_size, kind=kind, eta=eta,
+                         return_steps=return_steps, progress=progress)
 
     @torch.no_grad()
     def image_to_image(self, images: torch.Tensor, prompts, strength: float = 0.6, negative_prompt=None,
@@ -99,8 +100,9 @@ class LatentDiffusion:
             validate.negative_prompts(negative_prompt, len(prompts))
             z0 = self.vae.encode_scaled(from_unit_range(images.to(self.device))).cpu()
             return PipelineOutput(images.clone().cpu(), z0)
-        return self._run(prompts, negative_prompt, guidance_scale, steps, seed, generator, batch_size, "ddim", 0.0,
-                         return_steps, progress, init=images, strength=strength)
+        return self._run(prompts, negative_prompt=negative_prompt, w=guidance_scale, steps=steps, seed=seed,
+                         generator=generator, batch_size=batch_size, return_steps=return_steps, progress=progress,
+                         init=images, strength=strength)
 
     @torch.no_grad()
     def inpaint(self, images: torch.Tensor, masks: torch.Tensor, prompts, negative_prompt=None,
@@ -120,8 +122,9 @@ class LatentDiffusion:
             raise ValueError("masks must hold only 0 (keep) and 1 (repaint); a soft (fractional) mask is not "
                              "supported: threshold it, e.g. masks > 0.5")
         prompts = _prompt_list(prompts, len(images))
-        out = self._run(prompts, negative_prompt, guidance_scale, steps, seed, generator, batch_size, "ddim", 0.0,
-                        return_steps, progress, init=images, masks=masks)
+        out = self._run(prompts, negative_prompt=negative_prompt, w=guidance_scale, steps=steps, seed=seed,
+                        generator=generator, batch_size=batch_size, return_steps=return_steps, progress=progress,
+                        init=images, masks=masks)
         if paste_known:
             repaint = edge_blend(masks)
             out.images = repaint * out.images + (1 - repaint) * images.cpu()
@@ -133,18 +136,16 @@ class LatentDiffusion:
 
     # -- what the three share ---------------------------------------------------------------
 
-    def _run(self, prompts, negative_prompt, w, steps, seed, generator, batch_size, kind, eta, return_steps,
-             progress, init=None, strength=None, masks=None) -> PipelineOutput:
+    def _run(self, prompts, *, negative_prompt, w, steps, seed, generator, batch_size, return_steps, progress,
+             kind="ddim", eta=0.0, init=None, strength=None, masks=None) -> PipelineOutput:
+        """What the three ways in share: guidance on the prompts, the first latents, the loop, the decoder."""
         w = validate.finite_number(w, "guidance_scale")
         validate.positive_int(steps, "steps", minimum=1, maximum=self.schedule.T)
         validate.positive_int(batch_size, "batch_size")
         sampler = self.sampler(steps, kind, eta)
-        negatives = validate.negative_prompts(negative_prompt, len(prompts))
+        guide = prompt_guidance(self.unet, self.encoder, prompts, w, negative_prompt)
         noise = SampleNoise(len(prompts), seed, generator)
         device, n = self.device, len(prompts)
-        context, mask = self.encoder(prompts)
-        neg = self.encoder(negatives) if negatives is not None else (None, None)
-        guide = ClassifierFreeGuidance(self.unet, context, w, mask, *neg)
         timesteps, hook = list(sampler.timesteps), None
         z_known = None if init is None else self.vae.encode_scaled(from_unit_range(init.to(device)))   # (B, 4, 7, 7)
         if strength is not None and strength < 1.0:              # SDEdit: start part of the way down, at t_start

@@ -253,7 +253,7 @@ def load_pretrained(name: str, device: str | torch.device | None = None,
                     directory: str | os.PathLike | None = None) -> nn.Module:
     """Build the model that `name` describes, load its checked weights, and return it in eval mode.
 
-    A U-Net's `schedule_name` is set to the noise schedule its manifest entry records (see `schedule`).
+    A U-Net's `schedule` is set to the noise schedule its manifest entry records (see `schedule`).
     """
     directory = Path(directory or WEIGHTS_DIR)
     manifest = directory / MANIFEST_NAME
@@ -269,7 +269,7 @@ def load_pretrained(name: str, device: str | torch.device | None = None,
                            f"match its weights: {RESTORE}") from None
     model.load_state_dict(state)
     if info["kind"] == "unet" and trained_with is not None:
-        model.schedule_name = trained_with.name
+        model.schedule = trained_with
     return model.to(runtime.pick_device(device)).eval()
 
 

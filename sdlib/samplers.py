@@ -19,70 +19,21 @@ All images are in model range ([-1, 1] for pixels).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from sdlib import runtime
-from sdlib.runtime import validate
-from sdlib.schedules import NoiseSchedule
+from sdlib.runtime import DEFAULT_SEED, SampleNoise, validate
+from sdlib.schedules import NoiseSchedule, check_schedule, schedule_of  # noqa: F401  (sdlib.samplers.schedule_of)
 
 
 @dataclass
 class StepOutput:
     x_prev: torch.Tensor      # the sample one step less noisy
     x0_pred: torch.Tensor     # the model's current guess of the clean image
-
-
-class _DefaultSeed(int):
-    """The pipeline's default seed, 0. Unlike a seed the caller passes, it gives way to a generator."""
-
-
-DEFAULT_SEED = _DefaultSeed(0)
-
-
-class SampleNoise:
-    """Gaussian noise that depends only on a seed and each sample's index: sample i draws from its own
-    generator, seeded from (seed, i). So the same seed gives the same images whatever the batch size, and
-    an image does not change when others are added to or taken from the batch.
-
-    seed: an int; or generator: a torch.Generator to draw the seed from (it advances, so a second call
-    gives new images); neither: a seed from torch's global random state (torch.manual_seed makes it repeat).
-    """
-
-    def __init__(self, n: int, seed: int | None = None, generator: torch.Generator | None = None):
-        validate.positive_int(n, "the number of samples")
-        if seed is DEFAULT_SEED and generator is not None:
-            seed = None
-        if seed is not None and generator is not None:
-            raise ValueError("give a seed or a generator, not both: the seed would silently be ignored")
-        if seed is not None:
-            seed = validate.positive_int(seed, "seed", minimum=0)
-        elif generator is not None:
-            if not isinstance(generator, torch.Generator):
-                raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-            seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-        else:
-            seed = int(torch.randint(0, 2**62, (1,)))
-        self.seed = seed
-        self.generators = [torch.Generator().manual_seed(runtime.mix_seed(seed, i)) for i in range(n)]
-
-    def __len__(self) -> int:
-        return len(self.generators)
-
-    def select(self, index: slice) -> "SampleNoise":
-        """The noise of some of the samples (sharing their generators): used to work in batches."""
-        part = object.__new__(SampleNoise)
-        part.seed, part.generators = self.seed, self.generators[index]
-        return part
-
-    def randn(self, shape, device=None, dtype=torch.float32) -> torch.Tensor:
-        """(n, *shape[1:]) standard normal noise, one row per sample, drawn on the CPU then moved."""
-        if shape[0] != len(self):
-            raise ValueError(f"asked for noise of {shape[0]} samples from the noise of {len(self)}")
-        rows = [torch.randn(tuple(shape[1:]), generator=g) for g in self.generators]
-        return torch.stack(rows).to(device=device, dtype=dtype)
 
 
 randn = runtime.randn          # generator-aware noise, defined once (a SampleNoise draws per sample)
@@ -126,13 +77,10 @@ class DDPMSampler:
         t = validate.timestep(t, self.schedule.T)
         if t_prev is not None and t_prev != t - 1:
             raise ValueError(f"DDPM steps from t to t - 1 only, got t={t}, t_prev={t_prev}: use DDIMSampler to skip")
-        s = self.schedule
-        x0_pred = (xt - s.sqrt_one_minus_alpha_bar[t].item() * eps_pred) / s.sqrt_alpha_bar[t].item()
+        x0_pred = self.schedule.x0_from_eps(xt, eps_pred, t)
         if self.clip_x0:
             x0_pred = x0_pred.clamp(-1, 1)
-            mean = s.posterior_coef_x0[t].item() * x0_pred + s.posterior_coef_xt[t].item() * xt
-        else:
-            mean = (xt - (s.beta[t].item() / s.sqrt_one_minus_alpha_bar[t].item()) * eps_pred) / math.sqrt(s.alpha[t].item())
+        mean = self.schedule.posterior_mean(x0_pred, xt, t)       # at x̂₀: Algorithm 2's mean
         if t > 1:
             mean = mean + self.sigma(t) * randn(xt.shape, generator, xt.device, xt.dtype)
         return StepOutput(mean, x0_pred)
@@ -178,10 +126,10 @@ class DDIMSampler:
             raise ValueError(f"t_prev must be below t, got t={t}, t_prev={t_prev}")
         s = self.schedule
         ab, ab_prev = s.alpha_bar[t].item(), s.alpha_bar[t_prev].item()
-        x0_pred = (xt - math.sqrt(1 - ab) * eps_pred) / math.sqrt(ab)
+        x0_pred = s.x0_from_eps(xt, eps_pred, t)
         if self.clip_x0:
             x0_pred = x0_pred.clamp(-1, 1)
-            eps_pred = (xt - math.sqrt(ab) * x0_pred) / math.sqrt(1 - ab)
+            eps_pred = s.eps_from_x0(xt, x0_pred, t)
         sigma = self.eta * math.sqrt((1 - ab_prev) / (1 - ab)) * math.sqrt(max(0.0, 1 - ab / ab_prev))
         x_prev = math.sqrt(ab_prev) * x0_pred + math.sqrt(max(0.0, 1 - ab_prev - sigma ** 2)) * eps_pred
         if sigma > 0:
@@ -231,6 +179,12 @@ class ClassifierFreeGuidance:
             raise ValueError(f"the negative prompt batch has {negative_context.shape[0]} entries but the prompts "
                              f"have {context.shape[0]}: give one negative prompt, or one per prompt")
         self.negative_context, self.negative_mask = negative_context, negative_mask
+
+    condition_name = "prompts"
+
+    @property
+    def n_conditions(self) -> int:
+        return self.context.shape[0]
 
     def select(self, index: slice) -> "ClassifierFreeGuidance":
         """The same guidance for a slice of the prompts (used by `sample` to work in batches)."""
@@ -297,6 +251,12 @@ class ClassifierGuidance:
                              f"T = {schedule.T}")
         self.model, self.classifier, self.labels, self.schedule = model, classifier, labels, schedule
 
+    condition_name = "labels"
+
+    @property
+    def n_conditions(self) -> int:
+        return len(self.labels)
+
     def select(self, index: slice) -> "ClassifierGuidance":
         """The same guidance for a slice of the labels (used by `sample` to work in batches)."""
         return ClassifierGuidance(self.model, self.classifier, self.labels[index], self.scale, self.schedule)
@@ -315,8 +275,8 @@ class ClassifierGuidance:
         eps = self.model(x, t)
         if self.scale == 0.0:
             return eps
-        scale = (1 - self.schedule.alpha_bar.to(x.device)[t]).sqrt().view(-1, *([1] * (x.dim() - 1)))
-        return eps - self.scale * scale.to(eps.dtype) * self.classifier_score(x, t).to(eps.dtype)
+        scale = self.schedule.gather(self.schedule.sqrt_one_minus_alpha_bar, t, eps)
+        return eps - self.scale * scale * self.classifier_score(x, t).to(eps.dtype)
 
 
 def guidance(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
@@ -341,31 +301,53 @@ def _model_of(denoiser):
     return getattr(denoiser, "model", denoiser)
 
 
-def check_schedule(denoiser, schedule: NoiseSchedule) -> None:
-    """Refuse a sampler whose schedule is not the one the model was trained with: its T (config.max_t) and,
-    where the model knows it (pretrained models: from the manifest), the schedule's name."""
-    model = _model_of(denoiser)
-    if getattr(getattr(model, "config", None), "time_input", "discrete") == "continuous":
-        raise ValueError("the model takes continuous times t in [0, 1] (config.time_input = 'continuous', a flow "
-                         "model): sample it with sdlib.flow.EulerSampler or HeunSampler, not a sampler on a noise schedule")
-    max_t = getattr(getattr(model, "config", None), "max_t", None)
-    if max_t is not None and max_t != schedule.T:
-        raise ValueError(f"the model was trained with T = {max_t} time steps but the sampler's schedule has "
-                         f"T = {schedule.T}: build the sampler on NoiseSchedule.linear({max_t}) (or the model's schedule)")
-    trained = getattr(model, "schedule_name", None)
-    if trained is not None and schedule.name not in (trained, "custom"):
-        raise ValueError(f"the model was trained with the {trained!r} schedule but the sampler uses {schedule.name!r}: "
-                         f"sampling with another schedule gives noise, not images")
-
-
-def _warn_if_diverged(x: torch.Tensor, limit: float = 50.0) -> None:
-    """Samples live in [-1, 1] (latents within a few units): far outside means the sampling diverged."""
+def _check_result(x: torch.Tensor, denoiser, limit: float = 50.0) -> None:
+    """Samples live in [-1, 1] (latents within a few units): non-finite is an error, far outside a warning. The
+    message names the guidance scale when the denoiser carries one, the usual cause."""
     peak = x.abs().max().item() if x.numel() else 0.0
-    if not math.isfinite(peak) or peak > limit:
-        import warnings
-        warnings.warn(f"sampling diverged: the samples reach {peak:.3g} (they should lie within a few units of "
-                      f"[-1, 1]); a guidance scale or a step size too large, or a schedule that does not match the "
-                      f"model?", RuntimeWarning, stacklevel=4)
+    if math.isfinite(peak) and peak <= limit:
+        return
+    scale = next(((name, getattr(denoiser, attr)) for attr, name in (("w", "guidance scale w"),
+                  ("scale", "classifier guidance scale")) if getattr(denoiser, attr, None) is not None), None)
+    cause = (f"the {scale[0]} = {scale[1]:g} is probably too large" if scale and abs(scale[1]) > 20 else
+             "a guidance scale or a step size too large, or a schedule that does not match the model?")
+    if not math.isfinite(peak):
+        raise FloatingPointError(f"sampling diverged: the samples hold NaN or infinite values; {cause}")
+    warnings.warn(f"sampling diverged: the samples reach {peak:.3g} (they should lie within a few units of "
+                  f"[-1, 1]); {cause}", RuntimeWarning, stacklevel=4)
+
+
+def _start(denoiser, sampler, shape, x_T, generator, seed, device, timesteps):
+    """sample()'s door: check what it was given and draw x_T. Returns (noise, x_T, timesteps)."""
+    if getattr(sampler, "schedule", None) is not None:
+        check_schedule(denoiser, sampler.schedule)
+    if hasattr(sampler, "check_model"):                 # a flow sampler: a model of continuous time
+        sampler.check_model(denoiser)
+    n = len(x_T) if x_T is not None else (shape[0] if shape is not None else None)
+    if n is None:
+        raise ValueError("give the shape of the samples, or x_T")
+    carried = getattr(denoiser, "n_conditions", None)      # prompts or labels, one per sample
+    if carried is not None and carried != n:
+        raise ValueError(f"the denoiser carries {carried} {denoiser.condition_name} but {n} samples are asked for: "
+                         f"give a shape (or x_T) with {carried} samples, or one {denoiser.condition_name[:-1]} "
+                         f"per sample")
+    noise = generator if isinstance(generator, SampleNoise) else SampleNoise(n, seed, generator)
+    if len(noise) != n:
+        raise ValueError(f"the noise has {len(noise)} samples but {n} are asked for")
+    if x_T is None:
+        if len(shape) != 4:
+            raise ValueError(f"shape must be (N, C, H, W), got {tuple(shape)}")
+        if device is None:
+            params = getattr(_model_of(denoiser), "parameters", None)
+            device = next(params()).device if params else torch.device("cpu")
+        x_T = noise.randn(tuple(shape), device)
+    validate.floating(x_T, "x_T")
+    validate.shaped(x_T, "x_T", "B C H W", what="sample")
+    validate.finite(x_T, "x_T")
+    timesteps = list(sampler.timesteps if timesteps is None else timesteps)
+    if not timesteps or any(b >= a for a, b in zip(timesteps, timesteps[1:])):
+        raise ValueError(f"timesteps must be a non-empty list from high to low, got {timesteps[:5]}...")
+    return noise, x_T, timesteps
 
 
 @torch.no_grad()
@@ -386,29 +368,8 @@ def sample(denoiser: Callable, sampler, shape=None, *, x_T: torch.Tensor | None 
     on_step(t, t_prev, x) -> x: called after each step with the new sample (inpainting puts the known
         region back here). A hook or denoiser with a `select(slice)` method is cut to match each batch.
     """
-    if getattr(sampler, "schedule", None) is not None:
-        check_schedule(denoiser, sampler.schedule)
-    if hasattr(sampler, "check_model"):                 # a flow sampler: a model of continuous time
-        sampler.check_model(denoiser)
-    n = len(x_T) if x_T is not None else (shape[0] if shape is not None else None)
-    if n is None:
-        raise ValueError("give the shape of the samples, or x_T")
-    noise = generator if isinstance(generator, SampleNoise) else SampleNoise(n, seed, generator)
-    if len(noise) != n:
-        raise ValueError(f"the noise has {len(noise)} samples but {n} are asked for")
-    if x_T is None:
-        if len(shape) != 4:
-            raise ValueError(f"shape must be (N, C, H, W), got {tuple(shape)}")
-        if device is None:
-            params = getattr(_model_of(denoiser), "parameters", None)
-            device = next(params()).device if params else torch.device("cpu")
-        x_T = noise.randn(tuple(shape), device)
-    validate.floating(x_T, "x_T")
-    validate.shaped(x_T, "x_T", "B C H W", what="sample")
-    validate.finite(x_T, "x_T")
-    timesteps = list(sampler.timesteps if timesteps is None else timesteps)
-    if not timesteps or any(b >= a for a, b in zip(timesteps, timesteps[1:])):
-        raise ValueError(f"timesteps must be a non-empty list from high to low, got {timesteps[:5]}...")
+    noise, x_T, timesteps = _start(denoiser, sampler, shape, x_T, generator, seed, device, timesteps)
+    n = len(x_T)
     batch_size = n if batch_size is None else validate.positive_int(batch_size, "batch_size")
     parts = []
     for i in range(0, n, batch_size):
@@ -417,7 +378,7 @@ def sample(denoiser: Callable, sampler, shape=None, *, x_T: torch.Tensor | None 
         parts.append(_loop(cut(denoiser), sampler, x_T[part], noise.select(part), timesteps, cut(on_step),
                            progress, trajectory, trajectory_every))
     x = torch.cat([p[0] for p in parts])
-    _warn_if_diverged(x)
+    _check_result(x, denoiser)
     if not trajectory:
         return x
     record = Trajectory(t=parts[0][1].t, xt=[torch.cat(a) for a in zip(*[p[1].xt for p in parts])],
@@ -433,16 +394,17 @@ def _loop(denoiser, sampler, x, noise, timesteps, on_step, progress, trajectory,
     # a second-order sampler (sdlib.flow.HeunSampler) calls the model again inside its step
     extra = {"model": denoiser} if getattr(sampler, "calls_model", False) else {}
     bar = tqdm(timesteps, desc=type(sampler).__name__.replace("Sampler", ""), disable=not progress, leave=False)
-    for i, t in enumerate(bar):
-        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else 0
-        dtype = torch.float32 if isinstance(t, float) else torch.long      # flow samplers: float t in [0, 1]
-        eps_pred = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=dtype))
-        out = sampler.step(eps_pred, t, x, noise, t_prev=t_prev, **extra)
-        if trajectory and (i % trajectory_every == 0 or i == len(timesteps) - 1):
-            record.t.append(t)
-            record.xt.append(x.detach().cpu())
-            record.x0_pred.append(out.x0_pred.detach().cpu())
-        x = out.x_prev if on_step is None else on_step(t, t_prev, out.x_prev)
+    with validate.inside_loop():                 # checked at the door: no value read back per step
+        for i, t in enumerate(bar):
+            t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else 0
+            dtype = torch.float32 if isinstance(t, float) else torch.long      # flow samplers: float t in [0, 1]
+            eps_pred = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=dtype))
+            out = sampler.step(eps_pred, t, x, noise, t_prev=t_prev, **extra)
+            if trajectory and (i % trajectory_every == 0 or i == len(timesteps) - 1):
+                record.t.append(t)
+                record.xt.append(x.detach().cpu())
+                record.x0_pred.append(out.x0_pred.detach().cpu())
+            x = out.x_prev if on_step is None else on_step(t, t_prev, out.x_prev)
     return x, record
 
 
@@ -452,23 +414,24 @@ def generate(model, encoder, prompts: list[str], w: float = 3.0, sampler=None, *
              batch_size: int = 250, shape: tuple[int, int, int] | None = None, progress: bool = False) -> torch.Tensor:
     """Samples for `prompts` with classifier-free guidance scale w (1: none, 0: unconditional), in model range.
 
-    sampler: default DDIM with 50 steps (η = 0) on the model's schedule (linear unless the manifest says
-    otherwise) with T = config.max_t;
+    sampler: default DDIM with 50 steps (η = 0) on the model's schedule (`schedule_of`);
     negative_prompt: one prompt for all, or one per prompt, used in place of the empty prompt.
     """
-    prompts = validate.prompts(prompts)
-    w = validate.finite_number(w, "guidance scale w")
-    if sampler is None:
-        schedule = NoiseSchedule.cosine if getattr(model, "schedule_name", None) == "cosine" else NoiseSchedule.linear
-        sampler = DDIMSampler(schedule(model.config.max_t), 50)
+    sampler = sampler or DDIMSampler(schedule_of(model), 50)
     device = next(model.parameters()).device
-    encoder.to(device)
-    context, mask = encoder(prompts)
-    negatives = validate.negative_prompts(negative_prompt, len(prompts))
-    neg_context, neg_mask = encoder(negatives) if negatives is not None else (None, None)
+    denoiser = prompt_guidance(model, encoder.to(device), prompts, w, negative_prompt)
     c = model.config
     shape = shape or (c.in_channels, c.image_size, c.image_size)
-    denoiser = ClassifierFreeGuidance(model, context, w, mask, neg_context, neg_mask)
-    x = sample(denoiser, sampler, (len(prompts), *shape), generator=generator, progress=progress,
+    x = sample(denoiser, sampler, (denoiser.n_conditions, *shape), generator=generator, progress=progress,
                batch_size=batch_size, device=device)
     return x.clamp(-1, 1)
+
+
+def prompt_guidance(model, encoder, prompts, w: float, negative_prompt=None) -> ClassifierFreeGuidance:
+    """The guided denoiser for a list of prompts, encoded by the frozen text encoder: the one text-to-image
+    set-up, shared by `generate` and the pipeline. negative_prompt: one for all prompts, or one per prompt."""
+    prompts = validate.prompts(prompts)
+    negatives = validate.negative_prompts(negative_prompt, len(prompts))
+    context, mask = encoder(prompts)
+    negative = encoder(negatives) if negatives is not None else (None, None)
+    return ClassifierFreeGuidance(model, context, w, mask, *negative)

@@ -9,6 +9,11 @@ the math; entry 0 is the clean image (beta_0 = 0, alpha_bar_0 = 1).
     q(x_{t-1} | x_t, x_0) = N(coef0_t x_0 + coef_t_t x_t, beta_tilde_t I)
 
 Tables are kept in float64; what a method returns follows the dtype and device of its input.
+
+The schedule owns every conversion between the model's ε, the clean image x̂₀ and the posterior, so each
+formula is written once: `x0_from_eps`, `eps_from_x0`, `posterior_mean` (and with them the DDPM reverse
+mean, the posterior mean at x̂₀). These trust their inputs, since samplers call them at every step; the
+public methods `add_noise`, `predict_x0`, `posterior` and `prior_kl` check theirs first.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import math
 
 import torch
 
+from sdlib.probability import kl_normal
 from sdlib.runtime import validate
 
 
@@ -139,8 +145,8 @@ class NoiseSchedule:
     @staticmethod
     def gather(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """table[t] shaped (B, 1, 1, ...) to broadcast against `like`, in like's dtype and device."""
-        values = table.to(like.device)[t.to(like.device)]
-        return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+        values = table.to(like.dtype).to(like.device)[t.to(like.device)]    # dtype first: MPS has no float64
+        return values.reshape(-1, *([1] * (like.dim() - 1)))
 
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
         """Sample q(x_t | x_0) in closed form: x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps.
@@ -156,33 +162,68 @@ class NoiseSchedule:
         t = self._check_inputs(x_prev, eps, t, ("x_prev", "eps"), lowest=1)
         return self.gather(self.alpha.sqrt(), t, x_prev) * x_prev + self.gather(self.beta.sqrt(), t, x_prev) * eps
 
+    def x0_from_eps(self, xt: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
+        """x̂₀ = (x_t − sqrt(1 − ᾱ_t) ε) / sqrt(ᾱ_t): the closed form q(x_t | x_0) solved for x_0 (Ho et al. eq. 4).
+        t: an int or a (B,) tensor of time steps, unchecked."""
+        t = torch.as_tensor(t)
+        return (xt - self.gather(self.sqrt_one_minus_alpha_bar, t, xt) * eps) / self.gather(self.sqrt_alpha_bar, t, xt)
+
+    def eps_from_x0(self, xt: torch.Tensor, x0: torch.Tensor, t) -> torch.Tensor:
+        """ε = (x_t − sqrt(ᾱ_t) x̂₀) / sqrt(1 − ᾱ_t): the same closed form solved for the noise, unchecked."""
+        t = torch.as_tensor(t)
+        return (xt - self.gather(self.sqrt_alpha_bar, t, xt) * x0) / self.gather(self.sqrt_one_minus_alpha_bar, t, xt)
+
+    def posterior_mean(self, x0: torch.Tensor, xt: torch.Tensor, t) -> torch.Tensor:
+        """μ̃_t(x_t, x_0) = sqrt(ᾱ_{t-1}) β_t/(1 − ᾱ_t) x_0 + sqrt(α_t)(1 − ᾱ_{t-1})/(1 − ᾱ_t) x_t (Ho et al. eq. 7),
+        unchecked. At x_0 = x0_from_eps(x_t, ε_θ, t) it is the reverse mean of Algorithm 2,
+        (x_t − β_t/sqrt(1 − ᾱ_t) ε_θ)/sqrt(α_t) (eq. 11)."""
+        t = torch.as_tensor(t)
+        return self.gather(self.posterior_coef_x0, t, xt) * x0 + self.gather(self.posterior_coef_xt, t, xt) * xt
+
     def posterior(self, x0: torch.Tensor, xt: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of q(x_{t-1} | x_t, x_0), for t in [1, T].
 
         The variance beta_tilde_t is returned shaped (B, 1, 1, 1) to broadcast against the mean.
         """
         t = self._check_inputs(x0, xt, t, ("x0", "xt"), lowest=1)
-        mean = self.gather(self.posterior_coef_x0, t, x0) * x0 + self.gather(self.posterior_coef_xt, t, x0) * xt
-        return mean, self.gather(self.beta_tilde, t, x0)
+        return self.posterior_mean(x0, xt, t), self.gather(self.beta_tilde, t, x0)
 
     def predict_x0(self, xt: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
-        """Invert the closed form: x0 = (x_t - sqrt(1 - ᾱ_t) eps) / sqrt(ᾱ_t)."""
+        """Invert the closed form: x0 = (x_t - sqrt(1 - ᾱ_t) eps) / sqrt(ᾱ_t) (checked; see x0_from_eps)."""
         t = self._check_inputs(xt, eps, t, ("xt", "eps"), lowest=1)
-        return (xt - self.gather(self.sqrt_one_minus_alpha_bar, t, xt) * eps) / self.gather(self.sqrt_alpha_bar, t, xt)
+        return self.x0_from_eps(xt, eps, t)
 
     def log_snr(self) -> torch.Tensor:
         """log(ᾱ_t / (1 - ᾱ_t)) for t = 1..T (t = 0 has infinite SNR and is left out)."""
         return self.snr[1:].log()
 
     def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
-        """KL(q(x_T | x_0) || N(0, I)) per image, in nats: the prior-matching term of the ELBO.
-
-        For one pixel: KL(N(m, v) || N(0, 1)) = (v + m² - 1 - log v) / 2 with m = sqrt(ᾱ_T) x0,
-        v = 1 - ᾱ_T; summed over the pixels of each image.
-        """
+        """KL(q(x_T | x_0) || N(0, I)) per image, in nats: the prior-matching term of the ELBO, with
+        q(x_T | x_0) = N(sqrt(ᾱ_T) x_0, (1 − ᾱ_T) I), summed over the pixels of each image."""
         validate.model_range(x0, "x0")
-        ab = self.alpha_bar[-1].item()
-        mean2 = ab * x0.double() ** 2
-        var = 1.0 - ab
-        kl = 0.5 * (var + mean2 - 1.0 - math.log(var))
+        ab = self.alpha_bar[-1]
+        kl = kl_normal(ab.sqrt() * x0.double(), 1.0 - ab)
         return kl.reshape(len(kl), -1).sum(1).to(x0.dtype)
+
+
+def check_schedule(denoiser, schedule: NoiseSchedule) -> None:
+    """Refuse a sampler whose schedule is not the one the model was trained with: its T (config.max_t) and,
+    where the model knows it (pretrained models: from the manifest), the schedule's name."""
+    model = getattr(denoiser, "model", denoiser)           # a U-Net, or the U-Net inside a guidance
+    if getattr(getattr(model, "config", None), "time_input", "discrete") == "continuous":
+        raise ValueError("the model takes continuous times t in [0, 1] (config.time_input = 'continuous', a flow "
+                         "model): sample it with sdlib.flow.EulerSampler or HeunSampler, not a sampler on a noise schedule")
+    max_t = getattr(getattr(model, "config", None), "max_t", None)
+    if max_t is not None and max_t != schedule.T:
+        raise ValueError(f"the model was trained with T = {max_t} time steps but the sampler's schedule has "
+                         f"T = {schedule.T}: build the sampler on NoiseSchedule.linear({max_t}) (or the model's schedule)")
+    trained = getattr(model, "schedule", None)
+    if trained is not None and schedule.name not in (trained.name, "custom"):
+        raise ValueError(f"the model was trained with the {trained.name!r} schedule but the sampler uses "
+                         f"{schedule.name!r}: sampling with another schedule gives noise, not images")
+
+
+def schedule_of(model) -> NoiseSchedule:
+    """The schedule a U-Net was trained with: the one it carries (a pretrained model's, from the manifest), else
+    the linear schedule of DDPM on its config.max_t."""
+    return getattr(model, "schedule", None) or NoiseSchedule.linear(model.config.max_t)

@@ -22,9 +22,9 @@ that a diffusion loss draws at step k do not depend on what ran before. A checkp
 completed step: Ctrl-C is held back while the optimizer, the EMA and the step counter are updated, so an
 interrupt never lands between them.
 
-Checkpoints are plain state dicts with a SHA-256 of their contents stored inside, loaded with
-`torch.load(..., weights_only=True)`. A damaged file, or one written for another model, optimizer,
-objective or setting, is refused before the model is touched.
+A checkpoint holds the model, the optimizer, the EMA, the history, the step, the training settings and the
+model's config; a damaged one, or one written for another model, optimizer, objective or setting, is
+refused before the model is touched (sdlib.runtime.checkpoints).
 
 `loss_fn(model, batch, generator)` gets the batch (a tuple of tensors already on the device) and
 returns the loss, or `(loss, {"name": value, ...})` to log more curves. A loss_fn with a `settings()`
@@ -35,15 +35,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import math
 import os
-import signal
-import tempfile
-import threading
 import time
-import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -51,14 +46,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from sdlib.runtime import distributed, validate
 from sdlib import runtime
 from sdlib.optim import Muon
+from sdlib.runtime import distributed, validate
+from sdlib.runtime.checkpoints import (HoldInterrupts, check_resume, check_writable, load_checkpoint, record,
+                                       save_checkpoint, save_or_rescue)
+from sdlib.runtime import resolve_autocast, resolve_channels_last
 
-FORMAT = "sdlib-checkpoint-2"
 LOG_EVERY = 10                      # steps between reading the loss back from the device (and the budget check)
-# Settings a resume may change: they extend or redirect a run without changing what was trained so far.
-RESUMABLE_CHANGES = ("steps", "max_minutes", "checkpoint_every", "device")
 
 
 @dataclass
@@ -163,23 +158,6 @@ class TrainResult:
         return self.ema if self.ema is not None else self.model
 
 
-def resolve_autocast(autocast: str | None, device: str | torch.device) -> str | None:
-    """The precision `fit` trains in: "auto" becomes "bfloat16" where bfloat16 is fast on `device`
-    (a CPU with AMX or AVX-512 BF16, a recent GPU) and None (fp32) elsewhere."""
-    if autocast == "auto":
-        return "bfloat16" if runtime.bf16_is_fast(device) else None
-    return autocast
-
-
-def resolve_channels_last(channels_last: bool | str, device: str | torch.device, autocast: str | None) -> bool:
-    """The memory layout `fit` trains in. "auto": channels_last (NHWC), which speeds up fp32 convolutions
-    on CPUs and mixed precision on GPUs, except for bfloat16 on a CPU, where GroupNorm's NHWC path is
-    slower (docs/measured.md)."""
-    if channels_last == "auto":
-        return not (torch.device(device).type == "cpu" and autocast == "bfloat16")
-    return bool(channels_last)
-
-
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
     """Indices of the batch used at `step`: epochs are seeded permutations, so any step can be found
     again after a restart without replaying the ones before it."""
@@ -226,156 +204,6 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device) -> torch.opti
 
 # -- checkpoints ------------------------------------------------------------------------------------
 
-def _digest(obj, h) -> None:
-    """Feed a nested state (dicts, lists, tensors, numbers, strings) into a hash, in a fixed order."""
-    if isinstance(obj, dict):
-        h.update(b"{")
-        for key in sorted(obj, key=repr):
-            h.update(repr(key).encode())
-            _digest(obj[key], h)
-        h.update(b"}")
-    elif isinstance(obj, (list, tuple)):
-        h.update(b"[")
-        for item in obj:
-            _digest(item, h)
-        h.update(b"]")
-    elif isinstance(obj, torch.Tensor):
-        t = obj.detach().cpu().contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    else:
-        h.update(repr(obj).encode())
-
-
-def state_checksum(state: dict) -> str:
-    h = hashlib.sha256()
-    _digest(state, h)
-    return h.hexdigest()
-
-
-def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
-    """Write `state` with its checksum: to a temporary file, then renamed, so that an interrupted save never
-    leaves a broken checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "sha256": state_checksum(state), "state": state}, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint written by `fit` (state dicts only: weights_only=True) and verify its checksum."""
-    path = Path(path)
-    fix = "delete it (or pass resume=False, or another checkpoint path) to start training afresh"
-    if path.is_dir():
-        raise IsADirectoryError(f"checkpoint {str(path)!r} is a folder; give a file path such as runs/model.pt")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        raise RuntimeError(f"checkpoint {str(path)!r} cannot be read ({type(error).__name__}: "
-                           f"{str(error).splitlines()[0] if str(error) else ''}); it is damaged or not a training "
-                           f"checkpoint: {fix}") from None
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        what = (f"a {type(saved).__name__}" if not isinstance(saved, dict) else
-                "from an older sdlib, which this one cannot resume exactly" if {"optimizer", "step"} <= set(saved)
-                else "not a training checkpoint of sdlib.train.fit (a model's weights?)")
-        raise RuntimeError(f"checkpoint {str(path)!r} is {what}; {fix}")
-    state = saved.get("state")
-    if not isinstance(state, dict) or saved.get("sha256") != state_checksum(state):
-        raise RuntimeError(f"checkpoint {str(path)!r} is damaged: its contents do not match the checksum stored "
-                           f"in it (a partial copy, a disk error or an edit); {fix}")
-    missing = [k for k in ("model", "optimizer", "scheduler", "history", "step", "config") if k not in state]
-    if missing:
-        raise RuntimeError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}; {fix}")
-    return state
-
-
-def _check_writable(path: Path) -> None:
-    """Fail before training, not after it, when the checkpoint cannot be written."""
-    try:
-        if path.is_dir():
-            raise IsADirectoryError("it is a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise PermissionError(f"checkpoint {str(path)!r} cannot be written ({error.strerror or error}); "
-                              f"choose a path in a folder you can write to, or checkpoint=None") from None
-
-
-def _settings_differ(saved: dict | None, current: dict | None) -> list[str]:
-    """Names of the loss_fn settings that differ between a checkpoint and this run (none if either
-    side has no settings)."""
-    if saved is None or current is None:
-        return []
-    differ = []
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-            same = (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
-                    and torch.allclose(a.double().cpu(), b.double().cpu(), rtol=1e-6, atol=0))
-        else:
-            same = a == b
-        if not same:
-            differ.append(key)
-    return differ
-
-
-def _config_record(config: TrainConfig) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
-
-
-def check_resume(state: dict, model: nn.Module, config: TrainConfig, settings: dict | None, path: Path) -> None:
-    """Refuse a checkpoint that does not fit this run, before the model is touched: another model
-    (names and shapes), optimizer, objective, or a changed setting. Only RESUMABLE_CHANGES may differ."""
-    fresh = "pass resume=False or a new checkpoint path to start afresh"
-    saved = state["config"]
-    changed = [f"{k}: {saved.get(k)!r} in the checkpoint, {v!r} now" for k, v in _config_record(config).items()
-               if k not in RESUMABLE_CHANGES and saved.get(k) != v]
-    if saved.get("optimizer") != config.optimizer:
-        raise RuntimeError(f"checkpoint {str(path)!r} was trained with optimizer={saved.get('optimizer')!r}, this "
-                           f"run asks for {config.optimizer!r}; pass the same optimizer to resume, or {fresh}")
-    if changed:
-        raise RuntimeError(f"checkpoint {str(path)!r} was trained with other settings ({'; '.join(changed)}); "
-                           f"resume with the checkpoint's settings (only {', '.join(RESUMABLE_CHANGES)} may change), "
-                           f"or {fresh}")
-    differ = _settings_differ(state.get("objective"), settings)
-    if differ:
-        raise RuntimeError(f"checkpoint {str(path)!r} was written with a different training objective "
-                           f"({', '.join(differ)} differ from this loss_fn's); {fresh}")
-    try:
-        validate.state_dict(model, state["model"], f"checkpoint {str(path)!r}")
-    except ValueError as error:
-        raise RuntimeError(f"{error} (a different model configuration); {fresh}") from None
-
-
-class _HoldInterrupts:
-    """Hold Ctrl-C (SIGINT) back until the block ends, so that an update is never half applied."""
-
-    def __enter__(self):
-        self.caught, self.previous = False, None
-        # Only where Ctrl-C can stop Python at all: a process started in the background by a shell without job
-        # control ignores SIGINT (SIG_IGN), and must not begin to act on it inside this block.
-        main = threading.current_thread() is threading.main_thread()
-        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            self.previous = signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    def _hold(self, signum, frame):
-        self.caught = True
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        if self.caught and exc[0] is None:
-            raise KeyboardInterrupt
-        return False
-
-
-# -- the loop ---------------------------------------------------------------------------------------
-
 class _Run:
     """What a training run carries from step to step, and what a checkpoint stores of it."""
 
@@ -421,8 +249,8 @@ class _Run:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
                 "history": {k: torch.tensor(v, dtype=torch.float64) for k, v in self.history.items()},
-                "step": self.step, "seconds": self.elapsed(), "config": _config_record(self.config),
-                "objective": self.settings}
+                "step": self.step, "seconds": self.elapsed(), "config": record(self.config),
+                "model_config": record(getattr(self.model, "config", None)), "objective": self.settings}
 
     def out_of_time(self) -> bool:
         return self.budget is not None and self.clock() >= self.budget and self.step < self.config.steps
@@ -448,7 +276,7 @@ class _Run:
         self.loss.backward()
         if config.grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        with _HoldInterrupts() if self.shard is None else contextlib.nullcontext():   # DDP: StopRequests
+        with HoldInterrupts() if self.shard is None else contextlib.nullcontext():   # DDP: StopRequests
             self.optimizer.step()
             self.finish_step(self.loss, self.logs)
         return self.loss, self.logs
@@ -468,7 +296,7 @@ class _Run:
             return
         losses = torch.stack([loss.float() for loss, _ in self.pending]).cpu().tolist()
         if self.shard is not None:              # each process's loss is over its share: average them
-            losses, self.pending = _average_over_ranks(self.shard, losses, self.pending)
+            losses, self.pending = distributed.average_logs(self.shard, losses, self.pending)
         first = self.step - len(self.pending) + 1
         for i, ((_, logs), value) in enumerate(zip(self.pending, losses)):
             if not math.isfinite(value):
@@ -482,39 +310,15 @@ class _Run:
         self.pending = []
 
 
-def _average_over_ranks(shard, losses: list[float], pending: list) -> tuple[list[float], list]:
-    """The losses and logged values of the pending steps, averaged over the processes."""
-    keys = sorted(pending[0][1])
-    table = torch.tensor([[loss] + [float(logs[k]) for k in keys] for loss, (_, logs) in zip(losses, pending)],
-                         dtype=torch.float64)
-    table = distributed.mean_over_ranks(shard, table).tolist()
-    return [row[0] for row in table], [(None, dict(zip(keys, row[1:]))) for row in table]
-
-
 def _save(run: _Run, path: Path | None) -> Path | None:
     """Save a checkpoint (under DDP: every process reads its losses back, rank 0 alone writes, and all
     learn where it went)."""
     if path is None:
         return None
     if run.shard is None:
-        return _write(run, path)
+        return save_or_rescue(run.state(), path, stacklevel=3)
     run.flush()
-    return distributed.on_main(run.shard, lambda: _write(run, path))
-
-
-def _write(run: _Run, path: Path) -> Path:
-    """Write the checkpoint; if the path fails now (a full disk, a folder removed), keep the work in an
-    emergency copy in the temporary folder and say where, instead of losing it."""
-    state = run.state()
-    try:
-        return save_checkpoint(state, path)
-    except (OSError, RuntimeError) as error:
-        emergency = Path(tempfile.gettempdir()) / f"sdlib-emergency-{path.stem}-{os.getpid()}.pt"
-        save_checkpoint(state, emergency)
-        warnings.warn(f"could not write checkpoint {str(path)!r} ({error}); the training state was saved to "
-                      f"{emergency} instead: copy it to a safe place and pass it as checkpoint= to resume",
-                      RuntimeWarning, stacklevel=4)
-        return emergency
+    return distributed.on_main(run.shard, lambda: save_or_rescue(run.state(), path, stacklevel=3))
 
 
 def _as_dataset(data) -> TensorDataset:
@@ -548,7 +352,7 @@ def _open(path: Path | None, resume: bool) -> dict | None:
     be written, before any training."""
     state = load_checkpoint(path) if path is not None and resume and path.exists() else None
     if path is not None:
-        _check_writable(path)
+        check_writable(path)
     return state
 
 
@@ -573,7 +377,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
         try:
             state = distributed.on_main(shard, lambda: _open(path, resume))   # rank 0 reads, all get it
             if state is not None:
-                check_resume(state, model, config, settings, path)          # before anything is changed
+                check_resume(state, model, record(config), settings, path)          # before anything is changed
             run = _Run(model, config, shard.device if shard else runtime.pick_device(config.device), settings, shard)
             progress = progress and (shard is None or shard.main)
             if state is not None:

@@ -142,8 +142,9 @@ class Level(nn.Module):
 class UNet(nn.Module):
     """ε_θ(x_t, t, context): see the module docstring. Images and noisy images in model range."""
 
-    # the noise schedule it was trained with, when known (set by sdlib.pretrained from the manifest); samplers refuse another
-    schedule_name: str | None = None
+    # the NoiseSchedule it was trained with, when known (sdlib.pretrained sets it from the manifest); samplers
+    # refuse another, and sdlib.samplers.schedule_of falls back to the linear one on config.max_t
+    schedule = None
 
     def __init__(self, config: UNetConfig | None = None):
         super().__init__()

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdlib import runtime
+from sdlib.probability import kl_normal
 from sdlib.runtime import validate
 
 
@@ -56,7 +57,8 @@ def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     _check_batch_pair(logits, x, ("logits", "x"))
     validate.finite(logits, "logits")
     validate.values_in(x, "x", validate.MODEL_RANGE)
-    return _reconstruction_nll(logits, x)
+    ink = ((x + 1) / 2).to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits, ink, reduction="none").flatten(1).sum(1)
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -64,19 +66,7 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     _check_batch_pair(mu, logvar, ("mu", "logvar"))
     validate.finite(mu, "mu")
     validate.finite(logvar, "logvar")
-    return _kl_to_standard_normal(mu, logvar)
-
-
-# The unchecked formulas, for the losses inside a training step: their inputs come from a model that
-# checked its own, and reading values back to check them again would stall a GPU at every step.
-
-def _reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    ink = ((x + 1) / 2).to(logits.dtype)
-    return F.binary_cross_entropy_with_logits(logits, ink, reduction="none").flatten(1).sum(1)
-
-
-def _kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1)
+    return kl_normal(mu, logvar.exp()).flatten(1).sum(1)
 
 
 class DiagonalGaussian:
@@ -98,7 +88,7 @@ class DiagonalGaussian:
 
     def kl(self) -> torch.Tensor:
         """KL(q || N(0, I)) per image, in nats."""
-        return _kl_to_standard_normal(self.mean, self.logvar)
+        return kl_to_standard_normal(self.mean, self.logvar)
 
 
 # -- the small MLP models of the first half of lesson 04 ---------------------------------------
@@ -190,13 +180,13 @@ def vae_loss(model, x: torch.Tensor, beta: float = 1.0, generator: torch.Generat
     """The VAE loss: reconstruction BCE + beta * KL (the negative ELBO when beta = 1 and the images are binary)."""
     beta = check_beta(beta)
     logits, posterior = model(x, generator)
-    recon, kl = _reconstruction_nll(logits, x).mean(), posterior.kl().mean()
+    recon, kl = reconstruction_nll(logits, x).mean(), posterior.kl().mean()
     return LossParts(recon + beta * kl, recon, kl)
 
 
 def autoencoder_loss(model, batch, generator) -> torch.Tensor:
     x = batch[0]
-    return _reconstruction_nll(model(x), x).mean()
+    return reconstruction_nll(model(x), x).mean()
 
 
 class VAEObjective:

@@ -182,8 +182,8 @@ def test_schedule_arguments_are_passed_and_checked(copy_of_ddpm):
 
 
 def test_unet_knows_the_schedule_it_was_trained_with(copy_of_ddpm):
-    assert pretrained.load_pretrained("ddpm", device="cpu").schedule_name == "linear"
+    assert pretrained.load_pretrained("ddpm", device="cpu").schedule.name == "linear"
     edit_manifest(copy_of_ddpm, lambda m: m["ddpm"]["extra"].update(schedule={"name": "cosine", "T": 1000}))
-    assert pretrained.load_pretrained("ddpm", device="cpu", directory=copy_of_ddpm).schedule_name == "cosine"
+    assert pretrained.load_pretrained("ddpm", device="cpu", directory=copy_of_ddpm).schedule.name == "cosine"
     edit_manifest(copy_of_ddpm, lambda m: m["ddpm"].pop("extra"))
-    assert pretrained.load_pretrained("ddpm", device="cpu", directory=copy_of_ddpm).schedule_name is None
+    assert pretrained.load_pretrained("ddpm", device="cpu", directory=copy_of_ddpm).schedule is None

@@ -160,7 +160,7 @@ def test_a_schedule_that_does_not_match_the_model_is_refused():
     unet = UNet(UNetConfig(channels=(8, 16), image_size=8, groups=4, max_t=1000))
     with pytest.raises(ValueError, match="trained with T = 1000 .* T = 500"):
         sample(unet, DDIMSampler(NoiseSchedule.linear(500), 2), (1, 1, 8, 8), progress=False)
-    unet.schedule_name = "linear"                      # what sdlib.pretrained sets from the manifest
+    unet.schedule = NoiseSchedule.linear(1000)         # what sdlib.pretrained sets from the manifest
     with pytest.raises(ValueError, match="'linear' schedule but the sampler uses 'cosine'"):
         sample(unet, DDIMSampler(NoiseSchedule.cosine(1000), 2), (1, 1, 8, 8), progress=False)
 

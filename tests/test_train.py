@@ -336,7 +336,7 @@ def test_where_sigint_is_ignored_a_training_step_ignores_it_too():
     import os
     import signal
     from sdlib.runtime.distributed import StopRequests
-    from sdlib.train import _HoldInterrupts
+    from sdlib.runtime.checkpoints import HoldInterrupts as _HoldInterrupts
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -436,6 +436,26 @@ def test_a_damaged_checkpoint_is_refused_before_anything_is_touched(tmp_path):
         load_checkpoint(path)
 
 
+def test_a_resume_of_a_model_with_another_config_is_refused_naming_the_keys(tmp_path):
+    # same parameter names and shapes, another dropout: only the recorded model config tells them apart
+    from sdlib.diffusion import DDPMObjective
+    from sdlib.schedules import NoiseSchedule
+    from sdlib.unet import UNet, UNetConfig
+
+    def unet(dropout):
+        torch.manual_seed(0)
+        return UNet(UNetConfig(channels=(8, 16), image_size=8, groups=4, max_t=50, dropout=dropout))
+
+    images, objective, path = (torch.rand(16, 1, 8, 8) * 2 - 1,), DDPMObjective(NoiseSchedule.linear(50)), tmp_path / "u.pt"
+    fit(unet(0.3), objective, images, config(steps=5, batch_size=8), checkpoint=path, progress=False)
+    changed = unet(0.0)
+    before = {k: v.clone() for k, v in changed.state_dict().items()}
+    with pytest.raises(RuntimeError, match=r"another model configuration \(dropout: 0.3 in the checkpoint, 0.0 now\)"):
+        fit(changed, objective, images, config(steps=8, batch_size=8), checkpoint=path, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in changed.state_dict().items())
+    assert fit(unet(0.3), objective, images, config(steps=8, batch_size=8), checkpoint=path, progress=False).steps == 8
+
+
 def test_a_refused_resume_of_a_larger_unet_leaves_it_untouched(tmp_path):
     from sdlib.diffusion import DDPMObjective
     from sdlib.schedules import NoiseSchedule
@@ -449,7 +469,7 @@ def test_a_refused_resume_of_a_larger_unet_leaves_it_untouched(tmp_path):
     fit(small, objective, images, config(steps=2, batch_size=8), checkpoint=path, progress=False)
     big = UNet(UNetConfig(channels=(8, 16, 32), image_size=8, groups=4, max_t=50))
     before = {k: v.clone() for k, v in big.state_dict().items()}
-    with pytest.raises(RuntimeError, match="another configuration.*missing"):
+    with pytest.raises(RuntimeError, match=r"another model configuration \(channels: \[8, 16\] in the checkpoint"):
         fit(big, objective, images, config(steps=4, batch_size=8), checkpoint=path, progress=False)
     assert all(torch.equal(before[k], v) for k, v in big.state_dict().items())
     # The schedule is part of the objective: a cosine schedule cannot continue a linear run.
@@ -469,9 +489,9 @@ def test_an_unwritable_checkpoint_path_fails_before_training(tmp_path):
 
 
 def test_a_checkpoint_that_fails_later_keeps_the_work_in_an_emergency_copy(tmp_path, monkeypatch):
-    import sdlib.train as train
+    from sdlib.runtime import checkpoints
 
-    path, real_save = tmp_path / "run.pt", train.save_checkpoint
+    path, real_save = tmp_path / "run.pt", checkpoints.save_checkpoint
 
     def failing(state, where):
         if Path(where) == path and state["step"] >= 20:
@@ -479,7 +499,7 @@ def test_a_checkpoint_that_fails_later_keeps_the_work_in_an_emergency_copy(tmp_p
         return real_save(state, where)
 
     from pathlib import Path
-    monkeypatch.setattr(train, "save_checkpoint", failing)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", failing)
     with pytest.warns(RuntimeWarning, match="emergency|saved to"):
         result = fit(make_model(), mse, regression_data(), config(), checkpoint=path, progress=False)
     assert result.steps == 40 and result.checkpoint != path and result.checkpoint.exists()

@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# (sdlib.runtime.validate imports nothing from sdlib: no cycle)
+from sdlib.runtime import validate
+
 QUICK_ENV = "SDLIB_QUICK"
 DEVICE_ENV = "SDLIB_DEVICE"
 _TRUE = {"1", "true", "yes", "on"}
@@ -85,6 +88,56 @@ def randn(shape, generator=None, device=None, dtype=torch.float32) -> torch.Tens
     return torch.randn(shape, generator=generator, device=where, dtype=dtype).to(device)
 
 
+class _DefaultSeed(int):
+    """The pipeline's default seed, 0. Unlike a seed the caller passes, it gives way to a generator."""
+
+
+DEFAULT_SEED = _DefaultSeed(0)
+
+
+class SampleNoise:
+    """Gaussian noise that depends only on a seed and each sample's index: sample i draws from its own
+    generator, seeded from (seed, i). So the same seed gives the same images whatever the batch size, and
+    an image does not change when others are added to or taken from the batch.
+
+    seed: an int; or generator: a torch.Generator to draw the seed from (it advances, so a second call
+    gives new images); neither: a seed from torch's global random state (torch.manual_seed makes it repeat).
+    """
+
+    def __init__(self, n: int, seed: int | None = None, generator: torch.Generator | None = None):
+        validate.positive_int(n, "the number of samples")
+        if seed is DEFAULT_SEED and generator is not None:
+            seed = None
+        if seed is not None and generator is not None:
+            raise ValueError("give a seed or a generator, not both: the seed would silently be ignored")
+        if seed is not None:
+            seed = validate.positive_int(seed, "seed", minimum=0)
+        elif generator is not None:
+            if not isinstance(generator, torch.Generator):
+                raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        else:
+            seed = int(torch.randint(0, 2**62, (1,)))
+        self.seed = seed
+        self.generators = [torch.Generator().manual_seed(mix_seed(seed, i)) for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def select(self, index: slice) -> "SampleNoise":
+        """The noise of some of the samples (sharing their generators): used to work in batches."""
+        part = object.__new__(SampleNoise)
+        part.seed, part.generators = self.seed, self.generators[index]
+        return part
+
+    def randn(self, shape, device=None, dtype=torch.float32) -> torch.Tensor:
+        """(n, *shape[1:]) standard normal noise, one row per sample, drawn on the CPU then moved."""
+        if shape[0] != len(self):
+            raise ValueError(f"asked for noise of {shape[0]} samples from the noise of {len(self)}")
+        rows = [torch.randn(tuple(shape[1:]), generator=g) for g in self.generators]
+        return torch.stack(rows).to(device=device, dtype=dtype)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's generators (every device)."""
     random.seed(seed)
@@ -142,6 +195,23 @@ def bf16_is_fast(device: str | torch.device = "cpu") -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def resolve_autocast(autocast: str | None, device: str | torch.device) -> str | None:
+    """The precision `fit` trains in: "auto" becomes "bfloat16" where bfloat16 is fast on `device`
+    (a CPU with AMX or AVX-512 BF16, a recent GPU) and None (fp32) elsewhere."""
+    if autocast == "auto":
+        return "bfloat16" if bf16_is_fast(device) else None
+    return autocast
+
+
+def resolve_channels_last(channels_last: bool | str, device: str | torch.device, autocast: str | None) -> bool:
+    """The memory layout `fit` trains in. "auto": channels_last (NHWC), which speeds up fp32 convolutions
+    on CPUs and mixed precision on GPUs, except for bfloat16 on a CPU, where GroupNorm's NHWC path is
+    slower (docs/measured.md)."""
+    if channels_last == "auto":
+        return not (torch.device(device).type == "cpu" and autocast == "bfloat16")
+    return bool(channels_last)
 
 
 def project_dir() -> Path | None:

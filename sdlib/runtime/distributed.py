@@ -189,13 +189,22 @@ def agree(shard: Shard, stop_requested: bool, seconds: float) -> tuple[bool, flo
     return bool(x[0] > 0), float(x[1])
 
 
+def average_logs(shard, losses: list[float], pending: list) -> tuple[list[float], list]:
+    """The losses and logged values of the pending steps, averaged over the processes."""
+    keys = sorted(pending[0][1])
+    table = torch.tensor([[loss] + [float(logs[k]) for k in keys] for loss, (_, logs) in zip(losses, pending)],
+                         dtype=torch.float64)
+    table = mean_over_ranks(shard, table).tolist()
+    return [row[0] for row in table], [(None, dict(zip(keys, row[1:]))) for row in table]
+
+
 class StopRequests:
     """Under DDP, Ctrl-C must not stop one process in the middle of a step while the others wait for its
     gradients: SIGINT only sets `requested`, and the processes stop together at the next `agree`."""
 
     def __enter__(self):
         self.requested, self.previous = False, None
-        # (not where SIGINT is ignored, as in a process started in the background: see sdlib.train._HoldInterrupts)
+        # (not where SIGINT is ignored, as in a process started in the background: see sdlib.runtime.checkpoints.HoldInterrupts)
         main = threading.current_thread() is threading.main_thread()
         if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self.previous = signal.signal(signal.SIGINT, self._request)

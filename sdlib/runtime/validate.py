@@ -11,8 +11,10 @@ Bools are not numbers here: `steps=True` is a mistake, not 1.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import threading
 
 import torch
 
@@ -70,11 +72,26 @@ def _extremes(x: torch.Tensor) -> tuple[float, float]:
     return tuple(torch.stack(x.detach().aminmax()).tolist())
 
 
+_LOOP = threading.local()
+
+
+@contextlib.contextmanager
+def inside_loop():
+    """Mark the steps of a loop whose inputs were checked at its door (sdlib.samplers.sample, sdlib.train.fit):
+    inside, the functions it calls check shapes and dtypes but read no value back, which on a GPU would stall
+    every step. The loop checks its result itself (sample: divergence; fit: a non-finite loss)."""
+    depth = getattr(_LOOP, "depth", 0)
+    _LOOP.depth = depth + 1
+    try:
+        yield
+    finally:
+        _LOOP.depth = depth
+
+
 def reads_values(x: torch.Tensor) -> bool:
-    """Whether a value check may read `x` back: always, except for a CUDA tensor while autograd records
-    (a training step), where reading back would stall the GPU at every step. Shapes and dtypes are
-    checked everywhere; `fit` reads the loss back at its logging intervals and stops on a non-finite one."""
-    return not (x.is_cuda and torch.is_grad_enabled())
+    """Whether a value check may read `x` back: at a door, yes; not inside a loop's steps (`inside_loop`),
+    nor for a CUDA tensor while autograd records (a training step). Shapes and dtypes are checked everywhere."""
+    return not (getattr(_LOOP, "depth", 0) or (x.is_cuda and torch.is_grad_enabled()))
 
 
 def _refuse_non_finite(lo: float, hi: float, name: str, hint: str = "") -> None:
@@ -301,7 +318,7 @@ def timesteps(t, T: int, batch: int | None = None, *, lowest: int = 0, name: str
         raise TypeError(f"{name} must hold integer time steps (an integer tensor, e.g. torch.long), got dtype "
                         f"{t.dtype}: a float time step such as 2.7 would be truncated")
     t = _one_per_image(t, batch, name, "time step", "int")
-    lo, hi = _extremes(t) if t.numel() else (lowest, lowest)
+    lo, hi = _extremes(t) if t.numel() and reads_values(t) else (lowest, lowest)
     if lo < lowest or hi > T:
         raise ValueError(f"{name} must lie in [{lowest}, {T}] (T={T}), got values in [{lo}, {hi}]")
     return t.long()
