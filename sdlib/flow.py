@@ -31,9 +31,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sdlib.runtime import validate
 from sdlib.diffusion import training_prompts
-from sdlib.runtime import randn
+from sdlib.runtime import randn, validate
 from sdlib.samplers import StepOutput
 
 TIME_DISTRIBUTIONS = ("uniform", "logit_normal")

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdlib.runtime import validate
 from sdlib.captions import StyleThresholds, caption, classify_styles
+from sdlib.runtime import validate
 
 
 @dataclass

@@ -22,10 +22,9 @@ import torch.nn.functional as F
 
 from sdlib import pretrained
 from sdlib.clip import PromptEncoder
-from sdlib.runtime import validate
 from sdlib.data import from_unit_range, to_unit_range
-from sdlib.samplers import (DEFAULT_SEED, DDIMSampler, DDPMSampler, SampleNoise, prompt_guidance, sample,
-                            schedule_of)
+from sdlib.runtime import validate
+from sdlib.samplers import DEFAULT_SEED, DDIMSampler, DDPMSampler, SampleNoise, prompt_guidance, sample, schedule_of
 from sdlib.schedules import NoiseSchedule
 
 

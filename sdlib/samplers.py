@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 
 from sdlib import runtime
-from sdlib.runtime import DEFAULT_SEED, SampleNoise, validate
+from sdlib.runtime import DEFAULT_SEED, SampleNoise, validate  # noqa: F401  (sdlib.samplers.DEFAULT_SEED)
 from sdlib.schedules import NoiseSchedule, check_schedule, schedule_of  # noqa: F401  (sdlib.samplers.schedule_of)
 
 

@@ -48,10 +48,9 @@ from torch.utils.data import TensorDataset
 
 from sdlib import runtime
 from sdlib.optim import Muon
-from sdlib.runtime import distributed, validate
+from sdlib.runtime import distributed, resolve_autocast, resolve_channels_last, validate
 from sdlib.runtime.checkpoints import (HoldInterrupts, check_resume, check_writable, load_checkpoint, record,
-                                       save_checkpoint, save_or_rescue)
-from sdlib.runtime import resolve_autocast, resolve_channels_last
+                                       save_or_rescue)
 
 LOG_EVERY = 10                      # steps between reading the loss back from the device (and the budget check)
 

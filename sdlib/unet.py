@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdlib.runtime import validate
 from sdlib.attention import SpatialTransformer
-
+from sdlib.runtime import validate
 
 NULL_CONTEXTS = ("learned", "zero", "text")
 TIME_INPUTS = ("discrete", "continuous")

@@ -28,7 +28,7 @@ def repository_url() -> str:
     """The course's repository, the one setting in pyproject.toml [project.urls] Repository."""
     text = (ROOT / "pyproject.toml").read_text()
     try:
-        import tomllib                                   # Python 3.11+
+        import tomllib  # Python 3.11+
         url = tomllib.loads(text)["project"].get("urls", {}).get("Repository")
     except ImportError:
         section = re.search(r"^\[project\.urls\]\n(.*?)(?=^\[|\Z)", text, flags=re.M | re.S)

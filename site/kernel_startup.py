@@ -14,12 +14,11 @@ def _sdlib_site_static_widgets():
     import sys
 
     import ipywidgets
+    import matplotlib.pyplot as plt
     import tqdm.auto
     import tqdm.std
     from IPython import get_ipython
     from IPython.core.pylabtools import print_figure
-
-    import matplotlib.pyplot as plt
 
     from sdlib.classroom import widgets
 

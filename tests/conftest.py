@@ -5,7 +5,6 @@ every test file that drives it (tests/test_site.py, tests/test_browser_jupyterla
 from __future__ import annotations
 
 import pytest
-
 from helpers import INSTALL_BROWSER, chromium_path, no_browser
 
 

@@ -22,7 +22,6 @@ from urllib.request import urlopen
 
 import numpy as np
 import pytest
-
 from helpers import ARTEFACTS, ROOT
 
 # lesson -> text that identifies the explorer's cell (the first code cell holding it)

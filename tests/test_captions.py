@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sdlib.captions import (DIGIT_WORDS, StyleThresholds, Styles, all_caption_words, box_width, caption,
+from sdlib.captions import (DIGIT_WORDS, Styles, StyleThresholds, all_caption_words, box_width, caption,
                             classify_styles, random_captions, slant, stroke_width)
 
 

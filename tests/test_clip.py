@@ -7,8 +7,7 @@ import torch.nn.functional as F
 
 from sdlib.captions import all_caption_words
 from sdlib.clip import (CLIP, CLIPConfig, DroppedCharacterWarning, EmptyPromptWarning, Tokenizer, TruncationWarning,
-                        UnknownWordWarning, clip_loss, retrieve,
-                        zero_shot)
+                        UnknownWordWarning, clip_loss, retrieve, zero_shot)
 
 
 def tokenizer():

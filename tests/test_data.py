@@ -4,9 +4,9 @@ import urllib.error
 import pytest
 import torch
 import torchvision
+from helpers import mnist_folder
 from torchvision import transforms
 
-from helpers import mnist_folder
 from sdlib import data
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sdlib.runtime import distributed
-from sdlib.recipes.configs.ddpm import LESSON_T_BAND, LESSON_UNET
 from sdlib.diffusion import DDPMObjective, band_timesteps
+from sdlib.recipes.configs.ddpm import LESSON_T_BAND, LESSON_UNET
+from sdlib.runtime import distributed
 from sdlib.schedules import NoiseSchedule
 from sdlib.train import LOG_EVERY, TrainConfig, batch_indices, fit, load_checkpoint
 from sdlib.unet import UNet

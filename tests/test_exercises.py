@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import NOTEBOOKS, mnist_folder
 from torch import nn
 
-from helpers import NOTEBOOKS, mnist_folder
 from sdlib.classroom.checks import KINDS, ExerciseError, kind_of
 from sdlib.classroom.quiz import Question
 from sdlib.classroom.student import has_solution, strip_solutions

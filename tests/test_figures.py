@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from sdlib.classroom import plot
-from sdlib.recipes.configs import latent_ddpm, text_ddpm
 from sdlib.pipeline import LatentDiffusion
+from sdlib.recipes.configs import latent_ddpm, text_ddpm
 from sdlib.unet import UNet, UNetConfig
 
 matplotlib.use("Agg")

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from sdlib import pretrained
-from sdlib.flow import (EulerSampler, FlowMatchingObjective, HeunSampler, draw_times, eps_from_velocity,
-                        flow_loss, interpolate, shifted_times, time_of_alpha_bar, velocity_target, x0_from_velocity)
-from sdlib.schedules import NoiseSchedule
+from sdlib.flow import (EulerSampler, FlowMatchingObjective, HeunSampler, draw_times, eps_from_velocity, flow_loss,
+                        interpolate, shifted_times, time_of_alpha_bar, velocity_target, x0_from_velocity)
 from sdlib.samplers import ClassifierFreeGuidance, sample
+from sdlib.schedules import NoiseSchedule
 from sdlib.train import TrainConfig, fit
 from sdlib.unet import UNet, UNetConfig, timestep_embedding
 

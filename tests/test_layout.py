@@ -11,7 +11,6 @@ import ast
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT
 
 SDLIB = ROOT / "sdlib"
@@ -119,3 +118,12 @@ def test_no_function_over_fifty_lines(name):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.end_lineno - node.lineno + 1 > FUNCTION_LINES]
     assert not long, f"{name}: " + ", ".join(long)
+
+
+def test_no_recipe_imports_another_recipe():
+    # what recipes share lives in sdlib.recipes itself (ship, as_shipped) or in sdlib.recipes.configs
+    shared = ("sdlib.recipes", "sdlib.recipes.configs")
+    wrong = [f"{a} imports {b}" for a, targets in GRAPH.items() if a.startswith("sdlib.recipes.")
+             and not a.startswith("sdlib.recipes.configs") for b in targets
+             if b.startswith("sdlib.recipes.") and not b.startswith(shared[1]) and b not in shared]
+    assert not wrong, "\n".join(wrong)

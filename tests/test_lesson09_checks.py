@@ -10,8 +10,8 @@ import math
 import nbformat
 import pytest
 import torch
-
 from helpers import ROOT
+
 from sdlib.classroom.checks import ExerciseError, kind_of, lesson09
 from sdlib.classroom.student import has_solution, strip_solutions
 

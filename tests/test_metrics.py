@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from helpers import mnist_folder
+
 from sdlib import metrics, pretrained
 from sdlib.data import load_mnist
 

@@ -6,7 +6,6 @@ import re
 
 import nbformat
 import pytest
-
 from helpers import NOTEBOOKS, ROOT
 
 LESSONS = ["01_probability_and_elbo", "02_forward_noising", "03_ddpm_mnist", "03b_fast_training_on_a_cpu", "04_vae", "05_clip", "06_unet_attention",

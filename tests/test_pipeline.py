@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from sdlib.captions import all_caption_words
-from sdlib.clip import CLIP, CLIPConfig, UnknownWordWarning
-from sdlib.clip import PromptEncoder
+from sdlib.clip import CLIP, CLIPConfig, PromptEncoder, UnknownWordWarning
 from sdlib.pipeline import LatentDiffusion
 from sdlib.unet import UNet, UNetConfig
 from sdlib.vae import KLAutoencoder, KLConfig
@@ -127,8 +126,7 @@ def test_image_to_image_starts_at_the_exact_step_its_strength_selects(pipe):
 
 
 def test_the_pipeline_is_the_one_sampling_loop(pipe):
-    """text_to_image, image_to_image and inpaint equal decoding sample() with classifier-free guidance."""
-    from sdlib.pipeline import KeepKnown
+    """text_to_image and image_to_image equal decoding sample() with classifier-free guidance."""
     from sdlib.samplers import ClassifierFreeGuidance, DDIMSampler, SampleNoise, sample
 
     prompts, w, steps = ["a one", "a two"], 3.0, 4
@@ -148,14 +146,23 @@ def test_the_pipeline_is_the_one_sampling_loop(pipe):
     torch.testing.assert_close(pipe.image_to_image(x, prompts, 0.3, guidance_scale=w, steps=steps, seed=12).images,
                                decode(z))
 
+
+def test_inpainting_keeps_the_known_latents_and_repaints_the_rest(pipe):
+    """What inpainting must do, seen from outside: the kept latent cells end as the input's latents, the
+    repainted ones are generated, a full mask is text-to-image, an empty one changes nothing."""
+    prompts, settings = ["a one", "a two"], dict(guidance_scale=3.0, steps=4, seed=13, paste_known=False)
+    x = digits(2)
+    z_known = pipe.vae.encode_scaled(x * 2 - 1)
     masks = torch.zeros(2, 1, 28, 28)
     masks[:, :, :, 14:] = 1
-    noise = SampleNoise(2, seed=13)
-    z_T = noise.randn((2, 4, 7, 7))
-    keep = KeepKnown(pipe.schedule, z_known, 1 - pipe.latent_mask(masks), noise)
-    z = sample(guide, sampler, x_T=z_T, generator=noise, on_step=keep, progress=False)
-    out = pipe.inpaint(x, masks, prompts, guidance_scale=w, steps=steps, seed=13, paste_known=False)
-    torch.testing.assert_close(out.images, decode(z))
+    keep = (1 - pipe.latent_mask(masks)).bool().expand_as(z_known)
+    out = pipe.inpaint(x, masks, prompts, **settings)
+    torch.testing.assert_close(out.latents[keep], z_known[keep], atol=1e-5, rtol=1e-5)
+    assert (out.latents[~keep] - z_known[~keep]).abs().mean() > 0.1
+    full = pipe.inpaint(x, torch.ones_like(masks), prompts, **settings)
+    torch.testing.assert_close(full.latents, pipe.text_to_image(prompts, guidance_scale=3.0, steps=4, seed=13).latents)
+    empty = pipe.inpaint(x, torch.zeros_like(masks), prompts, **settings)
+    torch.testing.assert_close(empty.latents, z_known, atol=1e-5, rtol=1e-5)
 
 
 def test_sets_of_prompts_are_refused(pipe):

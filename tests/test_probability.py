@@ -48,7 +48,8 @@ def test_linear_gaussian_identity_and_posterior():
 
 # -- the exact diffusion chain and the linear hierarchical VAE of lesson 01 --------------------------
 
-from sdlib.probability import GaussianChain, LinearHierarchicalVAE, kl_normal as _kl
+from sdlib.probability import GaussianChain, LinearHierarchicalVAE
+from sdlib.probability import kl_normal as _kl
 
 
 def _chain(**kw):

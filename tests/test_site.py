@@ -24,8 +24,8 @@ from urllib.parse import urldefrag, urljoin, urlparse
 from urllib.request import urlopen
 
 import pytest
-
 from helpers import ARTEFACTS, NOTEBOOKS, ROOT
+
 
 class Watch:
     """A browser context that refuses every request to a host other than 127.0.0.1 and records console errors."""
@@ -59,8 +59,8 @@ def test_render_strip_stacks_one_frame_per_setting():
     import numpy as np
     import torch
 
-    from sdlib.schedules import NoiseSchedule
     from sdlib.classroom.widgets import NoiseExplorer, render_strip
+    from sdlib.schedules import NoiseSchedule
 
     explorer = NoiseExplorer(torch.zeros(1, 8, 8), NoiseSchedule.linear(T=100), seed=0)
     one = explorer.render(10)

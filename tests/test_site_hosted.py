@@ -14,7 +14,6 @@ from html.parser import HTMLParser
 
 import nbformat
 import pytest
-
 from helpers import NOTEBOOKS, ROOT
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import NOTEBOOKS
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from helpers import NOTEBOOKS
 from sdlib.classroom import student
 
 LESSON = NOTEBOOKS[0]

@@ -6,15 +6,13 @@ import math
 import pytest
 import torch
 
-from sdlib.captions import StyleThresholds, all_caption_words, classify_styles, stroke_width
-from sdlib.clip import CLIP, CLIPConfig, UnknownWordWarning
-from sdlib.captions import CaptionedPrompts, batch_captions
-from sdlib.clip import PromptEncoder
-from sdlib.metrics import class_spread, digit_prompts, measure_guidance, thickness_obeyed
-from sdlib.samplers import generate
+from sdlib.captions import (CaptionedPrompts, StyleThresholds, all_caption_words, batch_captions, classify_styles,
+                            stroke_width)
+from sdlib.clip import CLIP, CLIPConfig, PromptEncoder, UnknownWordWarning
 from sdlib.diffusion import DDPMObjective
-from sdlib.metrics import ClassifierConfig, DigitClassifier
-from sdlib.samplers import ClassifierFreeGuidance, DDIMSampler
+from sdlib.metrics import (ClassifierConfig, DigitClassifier, class_spread, digit_prompts, measure_guidance,
+                           thickness_obeyed)
+from sdlib.samplers import ClassifierFreeGuidance, DDIMSampler, generate
 from sdlib.schedules import NoiseSchedule
 from sdlib.unet import UNet, UNetConfig
 

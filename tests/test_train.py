@@ -335,8 +335,9 @@ def test_where_sigint_is_ignored_a_training_step_ignores_it_too():
     the optimizer step holds Ctrl-C back must not turn into a KeyboardInterrupt there either."""
     import os
     import signal
-    from sdlib.runtime.distributed import StopRequests
+
     from sdlib.runtime.checkpoints import HoldInterrupts as _HoldInterrupts
+    from sdlib.runtime.distributed import StopRequests
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

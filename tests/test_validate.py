@@ -9,7 +9,6 @@ import torch
 from sdlib import data
 from sdlib.runtime import validate
 
-
 # -- numbers ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value", [True, False, np.bool_(True), torch.tensor(True)])

@@ -3,8 +3,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from sdlib.schedules import NoiseSchedule
 from sdlib.classroom.widgets import NoiseExplorer
+from sdlib.schedules import NoiseSchedule
 
 
 @pytest.fixture
@@ -49,11 +49,10 @@ def test_bad_arguments(explorer):
 
 def test_guidance_explorer_samples_once_per_w_and_reuses_the_noise():
     from sdlib.captions import all_caption_words
-    from sdlib.clip import CLIP, CLIPConfig
-    from sdlib.clip import PromptEncoder
+    from sdlib.classroom.widgets import GuidanceExplorer
+    from sdlib.clip import CLIP, CLIPConfig, PromptEncoder
     from sdlib.samplers import DDIMSampler
     from sdlib.unet import UNet, UNetConfig
-    from sdlib.classroom.widgets import GuidanceExplorer
 
     torch.manual_seed(0)
     encoder = PromptEncoder(CLIP(CLIPConfig(vocab=all_caption_words(), context_length=8, width=8, layers=1, heads=2,
@@ -73,12 +72,11 @@ def test_guidance_explorer_samples_once_per_w_and_reuses_the_noise():
 
 def test_pipeline_explorer_redraws_on_each_slider():
     from sdlib.captions import all_caption_words
-    from sdlib.clip import CLIP, CLIPConfig
-    from sdlib.clip import PromptEncoder
+    from sdlib.classroom.widgets import PipelineExplorer
+    from sdlib.clip import CLIP, CLIPConfig, PromptEncoder
     from sdlib.pipeline import LatentDiffusion
     from sdlib.unet import UNet, UNetConfig
     from sdlib.vae import KLAutoencoder, KLConfig
-    from sdlib.classroom.widgets import PipelineExplorer
 
     torch.manual_seed(0)
     encoder = PromptEncoder(CLIP(CLIPConfig(vocab=all_caption_words(), context_length=8, width=8, layers=1, heads=2,

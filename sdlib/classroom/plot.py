@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from sdlib.runtime import validate
 from sdlib import pretrained
 from sdlib.data import to_unit_range
+from sdlib.runtime import validate
 
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, value_range: str = "model") -> torch.Tensor:

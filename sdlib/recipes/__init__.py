@@ -12,7 +12,13 @@ is written once below.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import nn
+
+from sdlib import pretrained
+from sdlib.runtime import distributed
+from sdlib.train import TrainResult
 
 
 def as_shipped(model: nn.Module) -> nn.Module:
@@ -28,3 +34,27 @@ def final_mean(history: dict[str, list[float]], key: str = "loss", last: int = 2
     recipe records as the final loss, steadier than the last step's value."""
     values = history[key][-last:]
     return round(sum(values) / len(values), digits)
+
+
+def ship(result: TrainResult, measure: Callable[[nn.Module], dict], *, name: str, kind: str, config: dict,
+         recipe: str, extra: dict | None = None, directory=None, save: bool = True, net: nn.Module | None = None) -> int:
+    """What every recipe does once `fit` returns; the recipe's exit status.
+
+    An interrupted run stops here (1: run the recipe again to resume). Under torchrun rank 0 alone goes on.
+    The weights (`net`, by default the EMA copy when there is one) are rounded as they ship (`as_shipped`) and
+    measured: `measure(net)` gives a dict, after the run's steps, minutes, speed and final loss (its own keys
+    win). It is printed, and the weights are saved with it in their manifest entry unless save=False (a
+    lesson-size run, measured only)."""
+    if result.interrupted:
+        return 1
+    if not distributed.is_main_process():
+        return 0
+    net = as_shipped(net if net is not None else result.best)
+    measured = {"steps": result.steps, "train_minutes": round(result.minutes, 1),
+                "images_per_second": round(result.images_per_second, 1), "final_loss": final_mean(result.history),
+                **measure(net)}
+    print(measured)
+    if save:
+        pretrained.save_pretrained(name, net, kind=kind, config=config, recipe=recipe, metrics=measured, extra=extra,
+                                   directory=directory)
+    return 0

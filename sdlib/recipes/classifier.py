@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import replace
 
 import torch
 
-from sdlib.runtime import distributed
-from sdlib import metrics, pretrained, runtime
-from sdlib.recipes.configs.classifier import CLASSIFIER_CONFIG, CLASSIFIER_TRAIN
+from sdlib import metrics, runtime
 from sdlib.data import load_mnist
+from sdlib.recipes import ship
+from sdlib.recipes.configs.classifier import CLASSIFIER_CONFIG, CLASSIFIER_TRAIN
+from sdlib.runtime import distributed
 from sdlib.train import fit
-from sdlib.recipes import as_shipped
 
 RECIPE = "python -m sdlib.recipes.classifier"
 
@@ -51,24 +50,17 @@ def main(argv=None) -> int:
     train, test = load_mnist("train"), load_mnist("test")
     model = metrics.DigitClassifier(CLASSIFIER_CONFIG)
     tc = replace(CLASSIFIER_TRAIN, steps=args.steps, device=str(rt.device))
-    start = time.time()
     result = fit(model, metrics.classifier_loss, train, tc, checkpoint=args.checkpoint, description="classifier")
-    if result.interrupted:
-        return 1
-    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
-        return 0
-    minutes = (time.time() - start) / 60
-    model = as_shipped(result.model)
-    acc = metrics.accuracy(model, test.images, test.labels)
-    train_acc = metrics.accuracy(model, train.images[:10000], train.labels[:10000])
-    _, test_features = metrics.predict(model, test.images)
-    refs = {f"fid_{n}": reference_fids(model, train, test_features, n) for n in (1000, 10000)}
-    measured = {"test_accuracy": round(acc, 5), "train_accuracy_first_10k": round(train_acc, 5),
-                "train_minutes": round(minutes, 1), "steps": args.steps, "reference_fid": refs}
-    print(measured)
-    pretrained.save_pretrained("classifier", model, kind="classifier", config=CLASSIFIER_CONFIG.__dict__,
-                               recipe=RECIPE, metrics=measured, directory=args.out)
-    return 0
+
+    def measured(model):
+        _, test_features = metrics.predict(model, test.images)
+        return {"test_accuracy": round(metrics.accuracy(model, test.images, test.labels), 5),
+                "train_accuracy_first_10k": round(metrics.accuracy(model, train.images[:10000],
+                                                                   train.labels[:10000]), 5),
+                "reference_fid": {f"fid_{n}": reference_fids(model, train, test_features, n) for n in (1000, 10000)}}
+
+    return ship(result, measured, name="classifier", kind="classifier", config=CLASSIFIER_CONFIG.__dict__,
+                recipe=RECIPE, directory=args.out)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,14 @@ import argparse
 import sys
 from dataclasses import replace
 
-from sdlib.runtime import distributed
-from sdlib import pretrained, runtime
-from sdlib.captions import LEAN_WORDS, THICKNESS_WORDS, WIDTH_WORDS, StyleThresholds, classify_styles
+from sdlib import runtime
+from sdlib.captions import LEAN_WORDS, THICKNESS_WORDS, WIDTH_WORDS, StyleThresholds, captioned_dataset, classify_styles
 from sdlib.clip import CLIP, CLIPObjective, zero_shot_digits, zero_shot_style
-from sdlib.recipes.configs.clip import CLIP_CONFIG, CLIP_TRAIN
-from sdlib.captions import captioned_dataset
 from sdlib.data import load_mnist
+from sdlib.recipes import final_mean, ship
+from sdlib.recipes.configs.clip import CLIP_CONFIG, CLIP_TRAIN
+from sdlib.runtime import distributed
 from sdlib.train import fit
-from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.clip"
 
@@ -50,17 +49,10 @@ def main(argv=None) -> int:
     config = replace(CLIP_TRAIN, steps=args.steps, device=str(rt.device))
     result = fit(model, CLIPObjective(), data, config, description="CLIP",
                  checkpoint=args.checkpoint or runtime.runs_dir() / "clip_recipe.pt")
-    if result.interrupted:
-        return 1
-    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
-        return 0
-    model = as_shipped(result.model)
-    measured = {**measure(model, thresholds), "steps": result.steps, "train_minutes": round(result.minutes, 1),
-                "final_loss": final_mean(result.history, last=100, digits=4)}
-    print(measured)
-    pretrained.save_pretrained("clip", model, kind="clip", config=CLIP_CONFIG.to_dict(), recipe=RECIPE,
-                               metrics=measured, extra={"style_thresholds": thresholds.to_dict()}, directory=args.out)
-    return 0
+    return ship(result, lambda net: {**measure(net, thresholds),
+                                     "final_loss": final_mean(result.history, last=100, digits=4)},
+                name="clip", kind="clip", config=CLIP_CONFIG.to_dict(), recipe=RECIPE, net=result.model,
+                extra={"style_thresholds": thresholds.to_dict()}, directory=args.out)
 
 
 if __name__ == "__main__":

@@ -22,17 +22,17 @@ from dataclasses import replace
 
 import torch
 
-from sdlib.runtime import distributed
 from sdlib import metrics, pretrained, runtime
-from sdlib.recipes.configs.ddpm import (LESSON_SAMPLER, LESSON_T_BAND, LESSON_TRAIN, LESSON_UNET, PRETRAINED_T_BAND,
-                            PRETRAINED_TRAIN, PRETRAINED_UNET, SCHEDULE)
 from sdlib.data import load_mnist
 from sdlib.diffusion import DDPMObjective, band_timesteps
+from sdlib.recipes import ship
+from sdlib.recipes.configs.ddpm import (LESSON_SAMPLER, LESSON_T_BAND, LESSON_TRAIN, LESSON_UNET, PRETRAINED_T_BAND,
+                                        PRETRAINED_TRAIN, PRETRAINED_UNET, SCHEDULE)
+from sdlib.runtime import distributed
 from sdlib.samplers import DDIMSampler, DDPMSampler, sample
 from sdlib.schedules import NoiseSchedule
 from sdlib.train import fit
 from sdlib.unet import UNet
-from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.ddpm"
 
@@ -152,22 +152,16 @@ def main(argv=None) -> int:
     objective = DDPMObjective(schedule(), t_probs=training_t_probs(args.lesson, args.band))
     result = fit(model, objective, load_mnist("train"), train_config, checkpoint=checkpoint,
                  description=name)
-    if result.interrupted:
-        return 1
-    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
-        return 0
-    net = as_shipped(result.best).to(memory_format=torch.channels_last)
-    classifier = pretrained.load_pretrained("classifier", device="cpu")
-    _, test_features = metrics.predict(classifier, load_mnist("test").images)
-    measured = measure(net, classifier, test_features, ddpm=not args.no_ddpm, big_n=args.big_n)
-    measured.update(train_minutes=round(result.minutes, 1), steps=result.steps,
-                    images_per_second=round(result.images_per_second, 1), final_loss=final_mean(result.history))
-    if args.lesson:
-        print(measured)
-        return 0
-    pretrained.save_pretrained(name, net, kind="unet", config=unet_config.to_dict(), recipe=RECIPE, metrics=measured,
-                               extra={"schedule": SCHEDULE, "t_band": list(PRETRAINED_T_BAND)}, directory=args.out)
-    return 0
+
+    def measured(net):
+        classifier = pretrained.load_pretrained("classifier", device="cpu")
+        _, test_features = metrics.predict(classifier, load_mnist("test").images)
+        return measure(net.to(memory_format=torch.channels_last), classifier, test_features, ddpm=not args.no_ddpm,
+                       big_n=args.big_n)
+
+    return ship(result, measured, name=name, kind="unet", config=unet_config.to_dict(), recipe=RECIPE,
+                extra={"schedule": SCHEDULE, "t_band": list(PRETRAINED_T_BAND)}, directory=args.out,
+                save=not args.lesson)
 
 
 if __name__ == "__main__":

@@ -23,17 +23,17 @@ from dataclasses import replace
 
 import torch
 
-from sdlib.runtime import distributed
 from sdlib import metrics, pretrained, runtime
-from sdlib.recipes.configs import flow as config
-from sdlib.recipes.configs.ddpm import SCHEDULE
 from sdlib.data import load_mnist
 from sdlib.flow import EulerSampler, FlowMatchingObjective, HeunSampler, time_of_alpha_bar
+from sdlib.recipes import as_shipped, final_mean, ship
+from sdlib.recipes.configs import flow as config
+from sdlib.recipes.configs.ddpm import SCHEDULE
+from sdlib.runtime import distributed
 from sdlib.samplers import DDIMSampler, sample
 from sdlib.schedules import NoiseSchedule
 from sdlib.train import fit
 from sdlib.unet import UNet
-from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.flow"
 
@@ -125,23 +125,15 @@ def main(argv=None) -> int:
     train_config = replace(train_config, steps=args.steps or train_config.steps, device=str(rt.device))
     name = "flow_lesson" if args.lesson else "flow"
     result = train(name, unet_config, train_config, objective(), load_mnist("train"), runs / f"{name}_recipe.pt")
-    if result.interrupted:
-        return 1
-    if not distributed.is_main_process():
-        return 0
-    net = as_shipped(result.best).to(memory_format=torch.channels_last)
-    ddpm = pretrained.load_pretrained("ddpm", device="cpu").to(memory_format=torch.channels_last)
-    rows = samplers_table(net, ddpm, classifier, test_features, n=args.n)
-    measured = {"n": args.n, "table": rows, "time_distribution": config.TIME_DISTRIBUTION,
-                "train_minutes": round(result.minutes, 1), "steps": result.steps,
-                "images_per_second": round(result.images_per_second, 1), "final_loss": final_mean(result.history)}
-    print(measured)
-    if args.lesson:
-        return 0
-    pretrained.save_pretrained(name, net, kind="unet", config=unet_config.to_dict(), recipe=RECIPE, metrics=measured,
-                               extra={"time_distribution": config.TIME_DISTRIBUTION, "objective": "flow_matching"},
-                               directory=args.out)
-    return 0
+
+    def measured(net):
+        ddpm = pretrained.load_pretrained("ddpm", device="cpu").to(memory_format=torch.channels_last)
+        rows = samplers_table(net.to(memory_format=torch.channels_last), ddpm, classifier, test_features, n=args.n)
+        return {"n": args.n, "table": rows, "time_distribution": config.TIME_DISTRIBUTION}
+
+    return ship(result, measured, name=name, kind="unet", config=unet_config.to_dict(), recipe=RECIPE,
+                extra={"time_distribution": config.TIME_DISTRIBUTION, "objective": "flow_matching"},
+                directory=args.out, save=not args.lesson)
 
 
 def _flow_rows(net, classifier, test_features, n):
@@ -167,29 +159,22 @@ def train_text(args, rt, classifier, test, test_features) -> int:
     result = train("text_flow", config.TEXT_UNET, train_config,
                    objective(config.TIME_DISTRIBUTION, CaptionedPrompts(encoder), config.P_UNCOND), data,
                    runtime.runs_dir() / "text_flow_recipe.pt")
-    if result.interrupted:
-        return 1
-    if not distributed.is_main_process():
-        return 0
-    net = as_shipped(result.best).to(memory_format=torch.channels_last)
-    encoder.cpu()
-    rows = measure_guidance(net, encoder, classifier, (test_features, test.labels), config.GUIDANCE_SCALES, n=args.n,
-                            sampler=EulerSampler(config.TEXT_SAMPLER_STEPS), thickness=False)
-    ddpm = pretrained.load_pretrained("text_ddpm", device="cpu").to(memory_format=torch.channels_last)
-    ddpm_rows = measure_guidance(ddpm, encoder, classifier, (test_features, test.labels), config.GUIDANCE_SCALES,
-                                 n=args.n, sampler=DDIMSampler(NoiseSchedule.linear(SCHEDULE["T"]),
-                                                               config.TEXT_SAMPLER_STEPS), thickness=False)
-    measured = {"n": args.n, "sampler": {"name": "Euler", "steps": config.TEXT_SAMPLER_STEPS},
-                "guidance": [r.as_dict() for r in rows],
-                "text_ddpm_ddim": [r.as_dict() for r in ddpm_rows],
-                "train_minutes": round(result.minutes, 1), "steps": result.steps,
-                "final_loss": final_mean(result.history)}
-    print(measured)
-    pretrained.save_pretrained("text_flow", net, kind="unet", config=config.TEXT_UNET.to_dict(), recipe=RECIPE,
-                               metrics=measured, extra={"p_uncond": config.P_UNCOND, "text_encoder": "clip",
-                                                        "objective": "flow_matching", "default_w": 3.0},
-                               directory=args.out)
-    return 0
+
+    def measured(net):
+        reference = (test_features, test.labels)
+        rows = measure_guidance(net.to(memory_format=torch.channels_last), encoder.cpu(), classifier, reference,
+                                config.GUIDANCE_SCALES, n=args.n, sampler=EulerSampler(config.TEXT_SAMPLER_STEPS),
+                                thickness=False)
+        ddpm = pretrained.load_pretrained("text_ddpm", device="cpu").to(memory_format=torch.channels_last)
+        ddim = DDIMSampler(NoiseSchedule.linear(SCHEDULE["T"]), config.TEXT_SAMPLER_STEPS)
+        ddpm_rows = measure_guidance(ddpm, encoder, classifier, reference, config.GUIDANCE_SCALES, n=args.n,
+                                     sampler=ddim, thickness=False)
+        return {"n": args.n, "sampler": {"name": "Euler", "steps": config.TEXT_SAMPLER_STEPS},
+                "guidance": [r.as_dict() for r in rows], "text_ddpm_ddim": [r.as_dict() for r in ddpm_rows]}
+
+    return ship(result, measured, name="text_flow", kind="unet", config=config.TEXT_UNET.to_dict(), recipe=RECIPE,
+                extra={"p_uncond": config.P_UNCOND, "text_encoder": "clip", "objective": "flow_matching",
+                       "default_w": 3.0}, directory=args.out)
 
 
 if __name__ == "__main__":

@@ -30,15 +30,15 @@ import torch
 from sdlib import metrics, pretrained, runtime
 from sdlib.captions import CaptionedPrompts, captioned_dataset
 from sdlib.clip import PromptEncoder
-from sdlib.recipes.configs.text_ddpm import LESSON_UNET, PREMISES, PREMISES_SAMPLER, PREMISES_TRAIN, SCHEDULE
 from sdlib.data import load_mnist
 from sdlib.diffusion import DDPMObjective
 from sdlib.metrics import measure_guidance
+from sdlib.recipes import as_shipped, final_mean
+from sdlib.recipes.configs.text_ddpm import LESSON_UNET, PREMISES, PREMISES_SAMPLER, PREMISES_TRAIN, SCHEDULE
 from sdlib.samplers import DDIMSampler
 from sdlib.schedules import NoiseSchedule
 from sdlib.train import fit
 from sdlib.unet import UNet
-from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.guidance_premises"
 SHIPPED = {name: f"text_ddpm_short_{name}" for name in PREMISES}

@@ -22,18 +22,19 @@ from dataclasses import replace
 
 import torch
 
-from sdlib.runtime import distributed
 from sdlib import metrics, pretrained, runtime
-from sdlib.captions import DIGIT_WORDS, captioned_latents
-from sdlib.metrics import measure_guidance
-from sdlib.recipes.configs.latent_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LATENT_TRAIN, LATENT_UNET, P_UNCOND, SAMPLER,
-                                   SCHEDULE, STRENGTHS)
+from sdlib.captions import DIGIT_WORDS, CaptionedPrompts, captioned_latents
 from sdlib.data import from_unit_range, load_mnist, to_unit_range
+from sdlib.diffusion import DDPMObjective
+from sdlib.metrics import measure_guidance
 from sdlib.pipeline import LatentDiffusion
+from sdlib.recipes import ship
+from sdlib.recipes.configs.latent_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LATENT_TRAIN, LATENT_UNET, P_UNCOND, SAMPLER,
+                                               SCHEDULE, STRENGTHS)
+from sdlib.runtime import distributed
+from sdlib.schedules import NoiseSchedule
 from sdlib.train import fit
 from sdlib.unet import UNet
-from sdlib.recipes import as_shipped, final_mean
-from sdlib.recipes.text_ddpm import objective
 
 RECIPE = "python -m sdlib.recipes.latent_ddpm"
 
@@ -97,8 +98,7 @@ def measure(pipe: LatentDiffusion, classifier, test, n: int = 1000, ws=GUIDANCE_
     latent_s = time.perf_counter() - start
     speed = {"latent_seconds_100": round(latent_s, 2), "guidance": "cond and uncond in one batch of 200"}
     try:
-        from sdlib.samplers import generate
-        from sdlib.samplers import DDIMSampler
+        from sdlib.samplers import DDIMSampler, generate
 
         pixel = pretrained.load_pretrained("text_ddpm", device=pipe.device).to(memory_format=torch.channels_last)
         start = time.perf_counter()
@@ -129,26 +129,18 @@ def main(argv=None) -> int:
           f"(latent std {data.tensors[0].std():.2f})")
     model = UNet(LATENT_UNET)
     print(f"latent U-Net: {model.num_parameters():,} parameters, {config.steps} steps of {config.batch_size}")
-    result = fit(model, objective(encoder), data, config, description="latent DDPM",
+    objective = DDPMObjective(NoiseSchedule.linear(SCHEDULE["T"]), CaptionedPrompts(encoder), p_uncond=P_UNCOND)
+    result = fit(model, objective, data, config, description="latent DDPM",
                  checkpoint=args.checkpoint or runtime.runs_dir() / "latent_ddpm_recipe.pt")
-    if result.interrupted:
-        return 1
-    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
-        return 0
-    net = as_shipped(result.best)
-    pipe = LatentDiffusion(vae.cpu(), encoder.cpu(), net)
-    classifier = pretrained.load_pretrained("classifier", device="cpu")
-    measured = measure(pipe, classifier, load_mnist("test"), n=args.n)
-    measured.update(train_minutes=round(result.minutes, 1), encode_seconds=round(encode_seconds, 1),
-                    steps=result.steps, images_per_second=round(result.images_per_second, 1),
-                    final_loss=final_mean(result.history))
-    print(measured)
-    pretrained.save_pretrained("latent_ddpm", net, kind="unet", config=LATENT_UNET.to_dict(), recipe=RECIPE,
-                               metrics=measured, extra={"schedule": SCHEDULE, "p_uncond": P_UNCOND,
-                                                        "default_w": DEFAULT_W, "text_encoder": "clip",
-                                                        "autoencoder": "vae"},
-                               directory=args.out)
-    return 0
+
+    def measured(net):
+        pipe = LatentDiffusion(vae.cpu(), encoder.cpu(), net)
+        classifier = pretrained.load_pretrained("classifier", device="cpu")
+        return {**measure(pipe, classifier, load_mnist("test"), n=args.n), "encode_seconds": round(encode_seconds, 1)}
+
+    return ship(result, measured, name="latent_ddpm", kind="unet", config=LATENT_UNET.to_dict(), recipe=RECIPE,
+                extra={"schedule": SCHEDULE, "p_uncond": P_UNCOND, "default_w": DEFAULT_W, "text_encoder": "clip",
+                       "autoencoder": "vae"}, directory=args.out)
 
 
 if __name__ == "__main__":

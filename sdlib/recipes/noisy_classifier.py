@@ -21,16 +21,16 @@ from dataclasses import replace
 import torch
 
 from sdlib import metrics, pretrained, runtime
-from sdlib.recipes.configs.classifier import CLASSIFIER_GUIDANCE_SCALES, NOISY_CLASSIFIER_CONFIG, NOISY_CLASSIFIER_TRAIN
-from sdlib.recipes.configs.text_ddpm import DEFAULT_W, PREMISES_SAMPLER
 from sdlib.data import load_mnist
 from sdlib.diffusion import NoisyClassifierObjective
 from sdlib.metrics import digit_prompts, measure_guidance
+from sdlib.recipes import as_shipped, final_mean
+from sdlib.recipes.configs.classifier import CLASSIFIER_GUIDANCE_SCALES, NOISY_CLASSIFIER_CONFIG, NOISY_CLASSIFIER_TRAIN
+from sdlib.recipes.configs.text_ddpm import DEFAULT_W, PREMISES_SAMPLER
 from sdlib.samplers import ClassifierGuidance, DDIMSampler, sample
 from sdlib.schedules import NoiseSchedule
 from sdlib.train import fit
 from sdlib.unet import NoisyClassifier
-from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.noisy_classifier"
 ACCURACY_AT = (0, 100, 250, 500, 750, 1000)

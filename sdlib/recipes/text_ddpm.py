@@ -17,20 +17,20 @@ from dataclasses import replace
 
 import torch
 
-from sdlib.runtime import distributed
 from sdlib import metrics, pretrained, runtime
 from sdlib.captions import CaptionedPrompts, captioned_dataset
 from sdlib.clip import PromptEncoder
-from sdlib.metrics import measure_guidance
-from sdlib.recipes.configs.text_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LESSON_TRAIN, LESSON_UNET, P_UNCOND, PRETRAINED_TRAIN,
-                                 PRETRAINED_UNET, SAMPLER, SCHEDULE)
 from sdlib.data import load_mnist
 from sdlib.diffusion import DDPMObjective
+from sdlib.metrics import measure_guidance
+from sdlib.recipes import ship
+from sdlib.recipes.configs.text_ddpm import (DEFAULT_W, GUIDANCE_SCALES, LESSON_TRAIN, LESSON_UNET, P_UNCOND,
+                                             PRETRAINED_TRAIN, PRETRAINED_UNET, SAMPLER, SCHEDULE)
+from sdlib.runtime import distributed
 from sdlib.samplers import DDIMSampler
 from sdlib.schedules import NoiseSchedule
 from sdlib.train import fit
 from sdlib.unet import UNet
-from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.text_ddpm"
 
@@ -67,28 +67,19 @@ def main(argv=None) -> int:
     print(f"{name}: {model.num_parameters():,} parameters, {train_config.steps} steps of {train_config.batch_size}")
     result = fit(model, objective(encoder), data, train_config, description=name,
                  checkpoint=args.checkpoint or runtime.runs_dir() / f"{name}_recipe.pt")
-    if result.interrupted:
-        return 1
-    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
-        return 0
-    net = as_shipped(result.best).to(memory_format=torch.channels_last)
-    encoder.cpu()
-    classifier = pretrained.load_pretrained("classifier", device="cpu")
-    test = load_mnist("test")
-    _, test_features = metrics.predict(classifier, test.images)
-    rows = measure_guidance(net, encoder, classifier, (test_features, test.labels), args.ws, n=args.n,
-                            sampler=sampler())
-    measured = {"n": args.n, "sampler": {"name": "DDIM", **SAMPLER}, "default_w": DEFAULT_W,
-                "guidance": [r.as_dict() for r in rows], "train_minutes": round(result.minutes, 1),
-                "steps": result.steps, "images_per_second": round(result.images_per_second, 1),
-                "final_loss": final_mean(result.history)}
-    print(measured)
-    if args.lesson:
-        return 0
-    pretrained.save_pretrained(name, net, kind="unet", config=unet_config.to_dict(), recipe=RECIPE, metrics=measured,
-                               extra={"schedule": SCHEDULE, "p_uncond": P_UNCOND, "default_w": DEFAULT_W,
-                                      "text_encoder": "clip"}, directory=args.out)
-    return 0
+
+    def measured(net):
+        classifier = pretrained.load_pretrained("classifier", device="cpu")
+        test = load_mnist("test")
+        _, test_features = metrics.predict(classifier, test.images)
+        rows = measure_guidance(net.to(memory_format=torch.channels_last), encoder.cpu(), classifier,
+                                (test_features, test.labels), args.ws, n=args.n, sampler=sampler())
+        return {"n": args.n, "sampler": {"name": "DDIM", **SAMPLER}, "default_w": DEFAULT_W,
+                "guidance": [r.as_dict() for r in rows]}
+
+    return ship(result, measured, name=name, kind="unet", config=unet_config.to_dict(), recipe=RECIPE,
+                extra={"schedule": SCHEDULE, "p_uncond": P_UNCOND, "default_w": DEFAULT_W, "text_encoder": "clip"},
+                directory=args.out, save=not args.lesson)
 
 
 if __name__ == "__main__":

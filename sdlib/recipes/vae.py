@@ -16,13 +16,13 @@ from dataclasses import replace
 
 import torch
 
-from sdlib.runtime import distributed
 from sdlib import metrics, pretrained, runtime
-from sdlib.recipes.configs.vae import BETA, VAE_CONFIG, VAE_TRAIN
 from sdlib.data import load_mnist
+from sdlib.recipes import final_mean, ship
+from sdlib.recipes.configs.vae import BETA, VAE_CONFIG, VAE_TRAIN
+from sdlib.runtime import distributed
 from sdlib.train import fit
 from sdlib.vae import KLAutoencoder, VAEObjective
-from sdlib.recipes import as_shipped, final_mean
 
 RECIPE = "python -m sdlib.recipes.vae"
 
@@ -57,21 +57,16 @@ def main(argv=None) -> int:
     vae = KLAutoencoder(VAE_CONFIG)
     result = fit(vae, VAEObjective(args.beta), train, config, description="KL autoencoder",
                  checkpoint=args.checkpoint or runtime.runs_dir() / "vae_recipe.pt")
-    if result.interrupted:
-        return 1
-    if not distributed.is_main_process():       # under torchrun: rank 0 measures and writes
-        return 0
-    vae = as_shipped(result.model)
-    scale = vae.set_latent_scale(train.images[:10000])
-    classifier = pretrained.load_pretrained("classifier", device="cpu")
-    measured = {**measure(vae, classifier, test), "latent_scale": round(scale, 5), "beta": args.beta,
-                "steps": result.steps, "train_minutes": round(result.minutes, 1),
+
+    def measured(vae):
+        scale = vae.set_latent_scale(train.images[:10000])      # a buffer: saved with the weights
+        classifier = pretrained.load_pretrained("classifier", device="cpu")
+        return {**measure(vae, classifier, test), "latent_scale": round(scale, 5), "beta": args.beta,
                 "final_reconstruction_nats": final_mean(result.history, "reconstruction", last=100, digits=2),
                 "final_kl_nats": final_mean(result.history, "kl", last=100, digits=2)}
-    print(measured)
-    pretrained.save_pretrained("vae", vae, kind="vae", config=VAE_CONFIG.to_dict(), recipe=RECIPE, metrics=measured,
-                               directory=args.out)
-    return 0
+
+    return ship(result, measured, name="vae", kind="vae", config=VAE_CONFIG.to_dict(), recipe=RECIPE,
+                net=result.model, directory=args.out)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ import math
 
 import torch
 
-from sdlib.probability import LinearGaussian, fake_identities, kl_normal, normal_log_prob
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise,
+                                    expect, expect_close, passed)
 from sdlib.classroom.quiz import Question
-from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect,
-               expect_close, passed)
+from sdlib.probability import LinearGaussian, fake_identities, kl_normal, normal_log_prob
 
 
 def _random_joint(rows: int, cols: int, seed: int) -> torch.Tensor:

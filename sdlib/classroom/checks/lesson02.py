@@ -5,9 +5,9 @@ import math
 
 import torch
 
-from sdlib.schedules import NoiseSchedule, cosine_alpha_bar
-from sdlib.classroom.quiz import Question
 from sdlib.classroom.checks import ExerciseError, as_tensor, call, compare_prediction, exercise, expect_close, passed
+from sdlib.classroom.quiz import Question
+from sdlib.schedules import NoiseSchedule, cosine_alpha_bar
 
 
 def _same(got: torch.Tensor, table: torch.Tensor) -> bool:

@@ -5,11 +5,11 @@ import math
 
 import torch
 
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise,
+                                    expect, expect_close, passed)
+from sdlib.classroom.quiz import Question
 from sdlib.samplers import DDIMSampler, DDPMSampler
 from sdlib.schedules import NoiseSchedule
-from sdlib.classroom.quiz import Question
-from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect,
-               expect_close, passed)
 
 _S = NoiseSchedule.linear(1000)
 

@@ -6,9 +6,10 @@ import math
 
 import torch
 
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, exercise, expect, expect_close,
+                                    passed, read_answer)
 from sdlib.classroom.quiz import Question
 from sdlib.vae import kl_to_standard_normal, reconstruction_nll
-from sdlib.classroom.checks import ExerciseError, as_tensor, call, check_random_cases, exercise, expect, expect_close, passed, read_answer
 
 
 def check_reparameterize(reparameterize) -> None:

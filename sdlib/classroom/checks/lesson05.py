@@ -7,10 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from sdlib.clip import clip_loss
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise,
+                                    expect, expect_close, passed)
 from sdlib.classroom.quiz import Question
-from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect, expect_close,
-               passed)
+from sdlib.clip import clip_loss
 
 
 def check_similarity(similarity_matrix) -> None:

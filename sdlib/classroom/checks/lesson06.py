@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from sdlib.attention import MultiHeadAttention, SpatialTransformer, attention
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close,
+                                    passed)
 from sdlib.classroom.quiz import Question
 from sdlib.unet import UNet, UNetConfig
-from sdlib.classroom.checks import ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed
 
 _MASK_SHAPE_HINT = ("The mask (B, Lk) must broadcast against the scores (B, heads, Lq, Lk): it marks *keys*, "
                     "so give it the shape (B, 1, 1, Lk) with mask[:, None, None, :].")

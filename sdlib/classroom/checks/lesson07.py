@@ -5,12 +5,12 @@ import math
 
 import torch
 
-from sdlib.diffusion import drop_prompts
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close,
+                                    passed, read_answer)
 from sdlib.classroom.quiz import Question
+from sdlib.diffusion import drop_prompts
 from sdlib.samplers import ClassifierFreeGuidance, guidance
 from sdlib.unet import UNet
-from sdlib.classroom.checks import (ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed,
-               read_answer)
 
 
 class _NullHolder(torch.nn.Module):

@@ -7,9 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close,
+                                    passed, read_answer)
 from sdlib.classroom.quiz import Question
 from sdlib.schedules import NoiseSchedule
-from sdlib.classroom.checks import ExerciseError, as_tensor, call, compare_prediction, exercise, expect, expect_close, passed, read_answer
 
 _S = NoiseSchedule.linear(1000)
 

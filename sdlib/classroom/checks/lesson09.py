@@ -9,11 +9,11 @@ import math
 
 import torch
 
-from sdlib.flow import EulerSampler, HeunSampler, eps_from_velocity, x0_from_velocity
+from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise,
+                                    expect_close, passed)
 from sdlib.classroom.quiz import Question
+from sdlib.flow import EulerSampler, HeunSampler, eps_from_velocity, x0_from_velocity
 from sdlib.schedules import NoiseSchedule
-from sdlib.classroom.checks import (ExerciseError, as_tensor, call, check_random_cases, compare_prediction, exercise, expect_close,
-               passed)
 
 _S = NoiseSchedule.linear(1000)
 

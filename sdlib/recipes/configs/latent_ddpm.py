@@ -1,9 +1,9 @@
 """The latent U-Net of lesson 08's Stable Diffusion pipeline, the shipped `latent_ddpm` model
 (`python -m sdlib.recipes.latent_ddpm`): it denoises the pretrained VAE's scaled 4×7×7 latents, with
 the schedule, prompt dropping and default guidance of the pixel-space text_ddpm."""
+from sdlib.recipes.configs.text_ddpm import DEFAULT_W, P_UNCOND, SAMPLER, SCHEDULE
 from sdlib.train import TrainConfig
 from sdlib.unet import UNetConfig
-from sdlib.recipes.configs.text_ddpm import DEFAULT_W, P_UNCOND, SAMPLER, SCHEDULE
 
 GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0)
 STRENGTHS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)        # image-to-image strengths the recipe measures

@@ -1,9 +1,9 @@
 """The text-conditioned pixel-space U-Net of lessons 06-07 and the shipped `text_ddpm` model
 (`python -m sdlib.recipes.text_ddpm`): lesson 03's schedule, and a U-Net that reads the prompt, encoded
 by lesson 05's frozen CLIP text encoder, through cross-attention."""
+from sdlib.recipes.configs.ddpm import SCHEDULE
 from sdlib.train import TrainConfig
 from sdlib.unet import UNetConfig
-from sdlib.recipes.configs.ddpm import SCHEDULE
 
 P_UNCOND = 0.1                  # the fraction of training prompts dropped, for classifier-free guidance
 GUIDANCE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5)
