@@ -25,6 +25,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")    # for subprocesses; not the notebo
 ROOT = Path(__file__).resolve().parent
 # test files that read the website: they run after the notebooks, whose executed copies the site is built from
 AFTER_NOTEBOOKS = ("test_site.py", "test_browser_jupyterlab.py")
+# test files that run lessons, build the site or start a browser: left out of the fast path, pytest -m "not slow"
+SLOW_FILES = AFTER_NOTEBOOKS
 
 
 def executed_dir(mode: str) -> Path:
@@ -42,9 +44,13 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The site's tests after everything else (they read the notebooks that nbval has just run)."""
+    """The site's tests after everything else (they read the notebooks that nbval has just run); the lessons,
+    the site and the browser marked slow, so that `pytest -m "not slow"` runs the unit tests alone."""
     late = [item for item in items if item.path.name in AFTER_NOTEBOOKS]
     items[:] = [item for item in items if item.path.name not in AFTER_NOTEBOOKS] + late
+    for item in items:
+        if _is_cell(item) or item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -86,6 +86,9 @@ def check_mnist_folder(folder: str | os.PathLike) -> Path:
     Accepts a folder with the files in it or a torchvision root with them in MNIST/raw/.
     """
     folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise MNISTUnavailable(f"MNIST folder {str(folder)!r} is a file, not a folder: give the folder that holds "
+                               f"the four .gz files")
     if not folder.is_dir():
         raise MNISTUnavailable(f"MNIST folder {str(folder)!r} does not exist")
     candidates = [folder, folder / "MNIST" / "raw", folder / "raw"]

@@ -254,6 +254,7 @@ def _check_bound_inputs(model, schedule, x0, variance, n_t, generator) -> None:
         raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     check_schedule(model, schedule)
     validate.eight_bit_images(x0, "x0")
+    validate.unit_range_warning(x0, "x0")
     validate.generator(generator)
     if generator is not None and generator.device.type != "cpu":
         raise ValueError("variational_bound draws its noise on the CPU: pass a CPU generator, "

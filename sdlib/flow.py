@@ -163,10 +163,7 @@ def time_of_alpha_bar(alpha_bar: torch.Tensor) -> torch.Tensor:
     """The flow time t whose x_t is as noisy as DDPM's x_t at ᾱ, elementwise: the two are equally noisy
     when their ratios of noise to signal agree, t / (1 − t) = sqrt(1 − ᾱ) / sqrt(ᾱ). alpha_bar: a float
     tensor of values in (0, 1]; ᾱ = 1 gives t = 0."""
-    validate.floating(alpha_bar, "alpha_bar")
-    if alpha_bar.numel() and (alpha_bar.min() <= 0 or alpha_bar.max() > 1):
-        raise ValueError(f"alpha_bar must lie in (0, 1], got values in [{alpha_bar.min().item():.3g}, "
-                         f"{alpha_bar.max().item():.3g}]")
+    validate.within(validate.floating(alpha_bar, "alpha_bar"), "alpha_bar", 0.0, 1.0, low_open=True)
     sigma = (1 - alpha_bar).sqrt() / alpha_bar.sqrt()
     return sigma / (1 + sigma)
 

@@ -84,6 +84,7 @@ def classifier_loss(model, batch, generator):
 def predict(classifier: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities (N, 10), features (N, 128)) for images in [-1, 1], computed in batches."""
     validate.images(images, "images", channels=1, size=(28, 28), tolerance=0.5)  # samples may overshoot a little
+    validate.unit_range_warning(images, "images")
     batch_size = validate.positive_int(batch_size, "batch_size")
     if not isinstance(classifier, nn.Module):
         raise TypeError(f"classifier must be a DigitClassifier (an nn.Module), got {type(classifier).__name__}")

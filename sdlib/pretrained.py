@@ -246,6 +246,11 @@ def load_state(name: str, directory: str | os.PathLike | None = None) -> dict:
         raise WeightsError(f"pretrained weights {file} cannot be read ({error}); {fix}") from error
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"pretrained weights {file} do not hold a state dict (a dict of tensors); {fix}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise WeightsError(f"pretrained weights {file}: tensor {broken[0]!r} holds NaN or infinite values"
+                           f"{f' (and {len(broken) - 1} more)' if len(broken) > 1 else ''}, which would give NaN "
+                           f"images; {fix}")
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 

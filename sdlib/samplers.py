@@ -244,7 +244,7 @@ class ClassifierGuidance:
         classes = getattr(getattr(classifier, "config", None), "classes", 10)
         if not isinstance(labels, torch.Tensor):
             labels = torch.as_tensor(labels)
-        validate.labels(labels, "labels", len(labels), classes)
+        validate.labels(labels, "labels", labels.shape[0] if labels.dim() else None, classes)
         max_t = getattr(getattr(classifier, "config", None), "max_t", schedule.T)
         if max_t != schedule.T:
             raise ValueError(f"the classifier was trained with T = {max_t} time steps but the schedule has "
@@ -340,6 +340,7 @@ def _start(denoiser, sampler, shape, x_T, generator, seed, device, timesteps):
         if device is None:
             params = getattr(_model_of(denoiser), "parameters", None)
             device = next(params()).device if params else torch.device("cpu")
+        device = validate.device(device)
         x_T = noise.randn(tuple(shape), device)
     validate.floating(x_T, "x_T")
     validate.shaped(x_T, "x_T", "B C H W", what="sample")

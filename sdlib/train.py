@@ -49,8 +49,8 @@ from torch.utils.data import TensorDataset
 from sdlib import runtime
 from sdlib.optim import Muon
 from sdlib.runtime import distributed, resolve_autocast, resolve_channels_last, validate
-from sdlib.runtime.checkpoints import (HoldInterrupts, check_resume, check_writable, load_checkpoint, record,
-                                       save_or_rescue)
+from sdlib.runtime.checkpoints import check_resume, check_writable, load_checkpoint, record, save_or_rescue
+from sdlib.runtime.interrupts import HoldInterrupts, StopRequests
 
 LOG_EVERY = 10                      # steps between reading the loss back from the device (and the budget check)
 
@@ -82,7 +82,7 @@ class TrainConfig:
         validate.positive_int(self.steps, "steps")
         validate.positive_int(self.batch_size, "batch_size")
         validate.positive_int(self.warmup, "warmup", minimum=0)
-        validate.positive_int(self.seed, "seed", minimum=0)
+        validate.seed(self.seed)
         if self.checkpoint_every is not None:
             validate.positive_int(self.checkpoint_every, "checkpoint_every")
         if not validate.finite_number(self.lr, "lr") > 0:
@@ -372,7 +372,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
     settings = loss_fn.settings() if callable(getattr(loss_fn, "settings", None)) else None
     shard = distributed.start(config.batch_size, config.device)        # None for a single process
     # Under DDP, Ctrl-C only asks all processes to stop together at the next check, wherever it lands.
-    with distributed.StopRequests() if shard else contextlib.nullcontext() as stop:
+    with StopRequests() if shard else contextlib.nullcontext() as stop:
         try:
             state = distributed.on_main(shard, lambda: _open(path, resume))   # rank 0 reads, all get it
             if state is not None:
@@ -392,7 +392,7 @@ def fit(model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *, check
 
 
 def _loop(run: _Run, loss_fn, data, path, progress, description, on_step,
-          stop: distributed.StopRequests | None) -> tuple[bool, Path | None]:
+          stop: StopRequests | None) -> tuple[bool, Path | None]:
     """The training steps until the last one, the time budget or an interrupt: (interrupted, checkpoint)."""
     from tqdm.auto import tqdm
 

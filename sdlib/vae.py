@@ -251,6 +251,9 @@ class KLAutoencoder(nn.Module):
         return (self.config.latent_channels, 7, 7)
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        """q(z | x) for images x in [-1, 1] (a learner's call warns on images in [0, 1]; a training step does not)."""
+        if not (self.training and torch.is_grad_enabled()):
+            validate.unit_range_warning(check_images(x), "the images to encode")
         return _posterior(self, x)                                       # (B, 4, 7, 7) each
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -282,6 +285,7 @@ class KLAutoencoder(nn.Module):
 
     @torch.no_grad()
     def encode_scaled(self, x: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
+        """Images in [-1, 1] -> latents scaled to about unit variance: the posterior's mean (or a sample)."""
         posterior = self.encode(x)
         z = posterior.sample(generator) if sample else posterior.mode()
         return z * self.latent_scale

@@ -40,8 +40,14 @@ def test_text_fallback_prints_lettered_options_and_check_answer_explains(monkeyp
     assert "Right. Yes: b is right" in capsys.readouterr().out
     assert check_answer([question()], 1, "c") is False
     assert "Not this one (the answer is b). No: c is wrong" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="letter must be one of 'a', 'b', 'c'"):
+    with pytest.raises(ValueError, match="exactly one letter, one of 'a', 'b', 'c'"):
         check_answer([question()], 1, "d")
+    assert check_answer([question()], 1, " b) ") is True                  # case, spaces and a ")" aside
+    capsys.readouterr()
+    for hedge in ("bcd", "ab", "", " ", "b c", "bb", None, 1):              # a hedge or a blank is no answer
+        with pytest.raises(ValueError, match="exactly one letter"):
+            check_answer([question()], 1, hedge)
+    assert capsys.readouterr().out == ""                                   # and nothing was graded
     with pytest.raises(ValueError, match="question number from 1 to 1"):
         check_answer([question()], 2, "a")
 

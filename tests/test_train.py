@@ -336,14 +336,14 @@ def test_where_sigint_is_ignored_a_training_step_ignores_it_too():
     import os
     import signal
 
-    from sdlib.runtime.checkpoints import HoldInterrupts as _HoldInterrupts
-    from sdlib.runtime.distributed import StopRequests
+    from sdlib.runtime.interrupts import HoldInterrupts as _HoldInterrupts
+    from sdlib.runtime.interrupts import StopRequests
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         with _HoldInterrupts() as hold:                  # no KeyboardInterrupt when the block ends
             os.kill(os.getpid(), signal.SIGINT)
-        assert not hold.caught
+        assert not hold.requested
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         with StopRequests() as stop:
             os.kill(os.getpid(), signal.SIGINT)
@@ -352,7 +352,7 @@ def test_where_sigint_is_ignored_a_training_step_ignores_it_too():
         with pytest.raises(KeyboardInterrupt):
             with _HoldInterrupts() as hold:
                 os.kill(os.getpid(), signal.SIGINT)
-                assert hold.caught
+                assert hold.requested
     finally:
         signal.signal(signal.SIGINT, previous)
 

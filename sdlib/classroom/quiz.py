@@ -177,9 +177,10 @@ def check_answer(questions, number: int, letter: str) -> bool:
         raise ValueError(f"number must be a question number from 1 to {len(questions)}, got {number!r}")
     question = questions[number - 1]
     letters = LETTERS[:len(question.options)]
-    if not isinstance(letter, str) or letter.strip().lower().rstrip(")") not in letters:
-        raise ValueError(f"letter must be one of {', '.join(repr(c) for c in letters)} for question {number}, "
-                         f"got {letter!r}")
-    choice = letters.index(letter.strip().lower().rstrip(")"))
+    given = letter.strip().lower().removesuffix(")") if isinstance(letter, str) else None
+    if given is None or len(given) != 1 or given not in letters:      # one option: a hedge or a blank is no answer
+        raise ValueError(f"answer with exactly one letter, one of {', '.join(repr(c) for c in letters)}, for "
+                         f"question {number}; got {letter!r}")
+    choice = letters.index(given)
     print(f"{number}{letters[choice]}) {question.verdict(choice)}")
     return choice == question.answer

@@ -211,11 +211,29 @@ def write_atomically(nb: nbformat.NotebookNode, dst: Path) -> None:
         raise
 
 
+def read_lesson(src: Path) -> nbformat.NotebookNode:
+    """The notebook at `src`, or a StudentError saying in one line why it is not one."""
+    try:
+        nb = nbformat.read(str(src), as_version=4)
+    except FileNotFoundError:
+        raise StudentError(f"{src} does not exist. Nothing was written.") from None
+    except IsADirectoryError:
+        raise StudentError(f"{src} is a folder; give lesson notebooks such as notebooks/03_ddpm_mnist.ipynb. "
+                           f"Nothing was written.") from None
+    except Exception as error:              # not JSON, not text, or JSON that is not a notebook
+        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        raise StudentError(f"{src} is not a Jupyter notebook ({reason}); give lesson notebooks (.ipynb) such as "
+                           f"notebooks/03_ddpm_mnist.ipynb. Nothing was written.") from None
+    if not isinstance(nb.get("cells"), list):
+        raise StudentError(f"{src} is JSON but not a Jupyter notebook (it has no list of cells). Nothing was written.")
+    return nb
+
+
 def make_student_notebook(src: str | Path, dst: str | Path) -> int:
     """Write the student version of notebook `src` to `dst`. Returns how many solutions were removed."""
     src, dst = Path(src), Path(dst)
     check_output(dst, [src])
-    nb = nbformat.read(str(src), as_version=4)
+    nb = read_lesson(src)
     total = student_version(nb, src.name)
     write_atomically(nb, dst)
     return total
@@ -236,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Every check and every conversion comes before the first write, so a refusal or a bad
         # marker in the last notebook leaves all the outputs as they were.
+        if args.out.exists() and not args.out.is_dir():
+            raise OutputRefused(f"--out {args.out} is a file; --out names the folder to write the student "
+                                f"notebooks into. {CHOOSE_ANOTHER}")
         targets = [args.out / src.name for src in sources]
         for src, dst in zip(sources, targets):
             if targets.count(dst) > 1:
@@ -244,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             check_output(dst, sources)
         made = []
         for src in sources:
-            nb = nbformat.read(str(src), as_version=4)
+            nb = read_lesson(src)
             made.append((nb, student_version(nb, src.name)))
         for dst, (nb, n) in zip(targets, made):
             write_atomically(nb, dst)

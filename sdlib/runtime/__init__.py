@@ -50,7 +50,7 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     Under torchrun, "cuda" means this process's own GPU, cuda:$LOCAL_RANK."""
     choice = device if device is not None else os.environ.get(DEVICE_ENV) or None
     if choice is not None:
-        dev = torch.device(choice)
+        dev = validate.device(choice, "device" if device is not None else f"${DEVICE_ENV}")
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {choice!r} was asked for but CUDA is not available here; use 'cpu'")
         if dev.type == "mps" and not (torch.backends.mps.is_available()):
@@ -111,7 +111,7 @@ class SampleNoise:
         if seed is not None and generator is not None:
             raise ValueError("give a seed or a generator, not both: the seed would silently be ignored")
         if seed is not None:
-            seed = validate.positive_int(seed, "seed", minimum=0)
+            seed = validate.seed(seed)
         elif generator is not None:
             if not isinstance(generator, torch.Generator):
                 raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
@@ -140,6 +140,7 @@ class SampleNoise:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's generators (every device)."""
+    seed = validate.seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

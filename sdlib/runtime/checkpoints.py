@@ -4,16 +4,13 @@ A checkpoint is a plain state dict with a SHA-256 of its contents stored inside,
 file and then renamed (an interrupted save never leaves a broken file), and read with
 `torch.load(..., weights_only=True)`. A damaged file, or one written for another model, model config,
 optimizer, objective or setting, is refused before the model is touched (`check_resume`).
-`HoldInterrupts` holds Ctrl-C back while an update is applied, so a checkpoint always holds a completed step.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import os
-import signal
 import tempfile
-import threading
 import warnings
 from pathlib import Path
 
@@ -167,29 +164,6 @@ def check_resume(state: dict, model: nn.Module, config: dict, settings: dict | N
         validate.state_dict(model, state["model"], f"checkpoint {str(path)!r}")
     except ValueError as error:
         raise RuntimeError(f"{error} (a different model configuration); {fresh}") from None
-
-
-class HoldInterrupts:
-    """Hold Ctrl-C (SIGINT) back until the block ends, so that an update is never half applied."""
-
-    def __enter__(self):
-        self.caught, self.previous = False, None
-        # Only where Ctrl-C can stop Python at all: a process started in the background by a shell without job
-        # control ignores SIGINT (SIG_IGN), and must not begin to act on it inside this block.
-        main = threading.current_thread() is threading.main_thread()
-        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            self.previous = signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    def _hold(self, signum, frame):
-        self.caught = True
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        if self.caught and exc[0] is None:
-            raise KeyboardInterrupt
-        return False
 
 
 def save_or_rescue(state: dict, path: Path, stacklevel: int = 2) -> Path:

@@ -22,10 +22,10 @@ the whole batch:
 - Checkpoints: rank 0 reads the checkpoint, checks it and hands the same state to every process
   (`on_main`: no shared disk needed); rank 0 alone writes, the plain model's state (no DDP `module.`
   prefix). So a checkpoint from N processes resumes in M, 1 included, and back.
-- Stopping: Ctrl-C (SIGINT) only raises a flag (`StopRequests`); at each logging interval the processes
-  agree (`agree`: one all-reduce) whether any was asked to stop and how long they have trained, so
-  all stop after the same step, the time budget and the learning rate follow one clock, and rank 0
-  saves one complete checkpoint.
+- Stopping: Ctrl-C (SIGINT) only raises a flag (sdlib.runtime.interrupts.StopRequests); at each logging
+  interval the processes agree (`agree`: one all-reduce) whether any was asked to stop and how long they
+  have trained, so all stop after the same step, the time budget and the learning rate follow one clock,
+  and rank 0 saves one complete checkpoint.
 
 What it cannot make equal: a loss that compares samples with each other (CLIP's contrastive loss uses
 the other images of the batch as negatives) sees only its own process's share of the batch; BatchNorm
@@ -34,8 +34,6 @@ statistics are per process (the course's models use GroupNorm).
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from dataclasses import dataclass
 
 import torch
@@ -196,27 +194,6 @@ def average_logs(shard, losses: list[float], pending: list) -> tuple[list[float]
                          dtype=torch.float64)
     table = mean_over_ranks(shard, table).tolist()
     return [row[0] for row in table], [(None, dict(zip(keys, row[1:]))) for row in table]
-
-
-class StopRequests:
-    """Under DDP, Ctrl-C must not stop one process in the middle of a step while the others wait for its
-    gradients: SIGINT only sets `requested`, and the processes stop together at the next `agree`."""
-
-    def __enter__(self):
-        self.requested, self.previous = False, None
-        # (not where SIGINT is ignored, as in a process started in the background: see sdlib.runtime.checkpoints.HoldInterrupts)
-        main = threading.current_thread() is threading.main_thread()
-        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            self.previous = signal.signal(signal.SIGINT, self._request)
-        return self
-
-    def _request(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        return False
 
 
 _SIZED = {torch.rand, torch.randn, torch.randint}       # the shape is the last positional argument (or size=)

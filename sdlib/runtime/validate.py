@@ -15,6 +15,7 @@ import contextlib
 import math
 import numbers
 import threading
+import warnings
 
 import torch
 
@@ -24,10 +25,43 @@ UNIT_RANGE = (0.0, 1.0)
 
 # -- tensors --------------------------------------------------------------------------------------
 
+MAX_SEED = 2**63 - 1                     # the largest seed torch.manual_seed and torch.Generator take
+
+
 def tensor(x, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device, which holds shapes but no values: nothing can be computed "
+                         f"from it; make it on 'cpu', 'cuda' or 'mps'")
     return x
+
+
+def device(value, name: str = "device") -> torch.device:
+    """A device torch knows and this course can compute on: 'cpu', 'cuda', 'cuda:1', 'mps' or a torch.device."""
+    if isinstance(value, bool) or not isinstance(value, (str, torch.device)):
+        raise TypeError(f"{name} must be a string such as 'cpu', 'cuda' or 'mps', or a torch.device, got "
+                        f"{type(value).__name__} {value!r}")
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{name} {value!r} is not a device torch knows: use 'cpu', 'cuda' (or 'cuda:0', ...) or "
+                         f"'mps'") from None
+    if dev.type == "meta":
+        raise ValueError(f"{name} 'meta' holds shapes but no values: nothing can be computed or drawn there; use "
+                         f"'cpu', 'cuda' or 'mps'")
+    return dev
+
+
+def seed(value, name: str = "seed") -> int:
+    """A seed: an int from 0 to 2**63 - 1 (a str such as "0" is refused, not parsed)."""
+    hint = f" (the string {value!r}? pass the number, {value.strip()})" if isinstance(value, str) and \
+        value.strip().isdigit() else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int from 0 to 2**63 - 1, got {type(value).__name__} {value!r}{hint}")
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{name} must lie between 0 and 2**63 - 1 (what torch's generators take), got {value}")
+    return int(value)
 
 
 def instance(value, cls: type, name: str, hint: str = ""):
@@ -139,6 +173,9 @@ def labels(y, name: str, n: int, classes: int | None = None) -> torch.Tensor:
     tensor(y, name)
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor of class indices (torch.long), got dtype {y.dtype}")
+    if y.dim() == 0:
+        raise ValueError(f"{name} must have shape (N,), one class per image, got a single number (a 0-d tensor): "
+                         f"write torch.tensor([{int(y)}]) for one image")
     shaped(y, name, "N", N=n)
     if classes is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
         raise ValueError(f"{name} must lie in [0, {classes - 1}], got values in [{int(y.min())}, {int(y.max())}]")
@@ -236,6 +273,30 @@ def values_in(x: torch.Tensor, name: str, value_range: tuple[float, float] = MOD
             hint = " (images in [-1, 1]? sdlib.data.to_unit_range maps them to [0, 1])"
         raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}], got values in [{xmin:.3g}, {xmax:.3g}]{hint}")
     return x
+
+
+def within(x: torch.Tensor, name: str, low: float, high: float, *, low_open: bool = False) -> torch.Tensor:
+    """Every value of x in [low, high] (or (low, high] with low_open). Written so that NaN is out of range:
+    a check "refuse if x < low or x > high" would let NaN through, since every comparison with NaN is False."""
+    if x.numel() and reads_values(x):
+        inside = ((x > low) if low_open else (x >= low)) & (x <= high)
+        if not bool(inside.all()):
+            lo, hi = _extremes(x)
+            what = "NaN" if math.isnan(lo) else f"values in [{lo:.3g}, {hi:.3g}]"
+            raise ValueError(f"{name} must lie in {'(' if low_open else '['}{low:g}, {high:g}], got {what}")
+    return x
+
+
+def unit_range_warning(x: torch.Tensor, name: str) -> None:
+    """Warn when a batch of several images meant for [-1, 1] never goes below 0: almost surely images in
+    [0, 1], which lie inside [-1, 1] and so pass every range check. For the doors that take a user's images
+    (encoding, the metrics, the likelihood bound), not for training steps."""
+    if x.dim() < 2 or x.shape[0] < 2 or not x.is_floating_point() or not reads_values(x):
+        return
+    lo, hi = _extremes(x)
+    if 0.0 <= lo and hi <= 1.0:
+        warnings.warn(f"{name} lie in [{lo:.3g}, {hi:.3g}], never below 0: images in [0, 1]? This expects images "
+                      f"in [-1, 1]; sdlib.data.from_unit_range maps [0, 1] to [-1, 1]", UserWarning, stacklevel=3)
 
 
 def model_range(x, name: str, *, nan_hint: str = "") -> torch.Tensor:
