@@ -9,7 +9,7 @@ import pytest
 from helpers import NOTEBOOKS, ROOT
 
 LESSONS = ["01_probability_and_elbo", "02_forward_noising", "03_ddpm_mnist", "03b_fast_training_on_a_cpu", "04_vae", "05_clip", "06_unet_attention",
-           "07_classifier_free_guidance", "08_latent_diffusion", "09_flow_matching"]
+           "07_classifier_free_guidance", "08_latent_diffusion", "08b_from_mnist_to_stable_diffusion", "09_flow_matching"]
 
 
 def test_the_lessons_are_there():
