@@ -45,7 +45,8 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(session, config, items):
     """The site's tests after everything else (they read the notebooks that nbval has just run); the lessons,
-    the site and the browser marked slow, so that `pytest -m "not slow"` runs the unit tests alone."""
+    the site and the browser marked slow (and, in their files, tests that start processes), so that
+    `pytest -m "not slow"` runs the unit tests alone."""
     late = [item for item in items if item.path.name in AFTER_NOTEBOOKS]
     items[:] = [item for item in items if item.path.name not in AFTER_NOTEBOOKS] + late
     for item in items:

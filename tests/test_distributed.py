@@ -21,6 +21,8 @@ from sdlib.schedules import NoiseSchedule
 from sdlib.train import LOG_EVERY, TrainConfig, batch_indices, fit, load_checkpoint
 from sdlib.unet import UNet
 
+pytestmark = pytest.mark.slow      # every test here starts processes (torchrun's gloo group)
+
 HERE = Path(__file__).resolve()
 
 

@@ -13,6 +13,7 @@ from sdlib.samplers import DDIMSampler
 from sdlib.unet import UNet, UNetConfig
 
 
+@pytest.mark.slow                # 1,000 DDPM steps
 @pytest.mark.filterwarnings("ignore:sampling diverged")     # an untrained U-Net
 def test_sampler_comparison_runs_the_samplers_it_names_on_the_same_noises():
     torch.manual_seed(0)

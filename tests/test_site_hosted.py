@@ -94,6 +94,7 @@ def test_install_cell_installs_from_the_repository_or_a_local_copy(monkeypatch):
     assert run_guard(monkeypatch, False, str(ROOT)) == [("pip", f'install -q "{ROOT}"')]
 
 
+@pytest.mark.slow                # a pip install
 def test_install_cell_command_installs_this_checkout(monkeypatch, tmp_path):
     """The pip command the guard runs for a local copy, run for real into a throwaway folder (no dependencies,
     no network): sdlib and its shipped weights land there."""
@@ -151,6 +152,7 @@ class Sections(HTMLParser):
             self.h2[-1][1] += data
 
 
+@pytest.mark.slow                # nbconvert's slides export
 def test_slides_export_puts_each_section_on_its_own_slide(tmp_path):
     path = ROOT / "notebooks" / "02_forward_noising.ipynb"
     out = slides.export(path, tmp_path)

@@ -379,6 +379,7 @@ print("interrupted" if r.interrupted else "finished", r.steps, flush=True)
 """
 
 
+@pytest.mark.slow                # a training process and a real Ctrl-C
 def test_a_real_ctrl_c_to_a_training_process_resumes_bit_identically(tmp_path):
     import signal
     import subprocess
