@@ -219,7 +219,8 @@ class GaussianChain:
             slope = coef_xt - self.a[t]                                  # the means differ by slope·x_t + offset
             offset = coef_x0 - self.c[t]
             mean_sq = (slope * mt + offset) ** 2 + slope ** 2 * st       # E[(μ̃ - μ_θ)²] over x_t ~ q(x_t | x_0)
-            denoising[t] = 0.5 * (torch.log(self.v[t] / beta_tilde) + (beta_tilde + mean_sq) / self.v[t] - 1)
+            # the KL is linear in (μ̃ − μ_θ)², so its expectation is the KL at E[(μ̃ − μ_θ)²]
+            denoising[t] = kl_normal(mean_sq.sqrt(), beta_tilde, 0.0, self.v[t])
         return {"reconstruction": reconstruction, "prior_matching": kl_normal(mT, sT), "denoising": denoising}
 
     def elbo(self, x0):
