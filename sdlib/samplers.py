@@ -91,7 +91,7 @@ class DDIMSampler:
 
         x0_pred = (x_t − sqrt(1 − ᾱ_t) ε) / sqrt(ᾱ_t)
         σ = η · sqrt((1 − ᾱ_prev)/(1 − ᾱ_t)) · sqrt(1 − ᾱ_t/ᾱ_prev)
-        x_prev = sqrt(ᾱ_prev) x0_pred + sqrt(1 − ᾱ_prev − σ²) ε + σ z
+        x_prev = sqrt(ᾱ_prev) x0_pred + sqrt(1 − ᾱ_prev − σ²) ε + σ z          (Song et al. 2021, eq. 12 and 16)
 
     η = 0 is deterministic (the same x_T always gives the same image); η = 1 with all T steps has
     σ² = β̃_t and is the DDPM posterior step. The time steps start exactly at T (x_T ~ N(0, I)).

@@ -24,7 +24,7 @@ from sdlib import metrics, pretrained, runtime
 from sdlib.data import load_mnist
 from sdlib.diffusion import NoisyClassifierObjective
 from sdlib.metrics import digit_prompts, measure_guidance
-from sdlib.recipes import as_shipped, final_mean
+from sdlib.recipes import ship
 from sdlib.recipes.configs.classifier import CLASSIFIER_GUIDANCE_SCALES, NOISY_CLASSIFIER_CONFIG, NOISY_CLASSIFIER_TRAIN
 from sdlib.recipes.configs.text_ddpm import DEFAULT_W, PREMISES_SAMPLER
 from sdlib.samplers import ClassifierGuidance, DDIMSampler, sample
@@ -76,33 +76,27 @@ def main(argv=None) -> int:
           f"{train_config.batch_size}")
     result = fit(model, NoisyClassifierObjective(schedule), train, train_config, description="noisy classifier",
                  checkpoint=runtime.runs_dir() / "noisy_classifier_recipe.pt")
-    if result.interrupted:
-        return 1
-    noisy = as_shipped(result.best)
-    accuracy = {str(t): round(noisy_accuracy(noisy, schedule, test.images, test.labels, t), 4) for t in ACCURACY_AT}
-    print("test accuracy at t:", accuracy)
 
-    judge = pretrained.load_pretrained("classifier", device="cpu")
-    _, test_features = metrics.predict(judge, test.images)
-    reference = (test_features, test.labels)
-    sampler = DDIMSampler(schedule, **PREMISES_SAMPLER)
-    ddpm = pretrained.load_pretrained("ddpm", device="cpu")
-    guided = measure_guidance(None, None, judge, reference, args.scales, n=args.n, thickness=False,
-                              images_for=classifier_guided(ddpm, noisy, sampler))
-    encoder = pretrained.load_prompt_encoder(device="cpu")
-    text = pretrained.load_pretrained("text_ddpm", device="cpu")
-    free = measure_guidance(text, encoder, judge, reference, (DEFAULT_W,), n=args.n, sampler=sampler, thickness=False)
-    measured = {"steps": result.steps, "train_minutes": round(result.minutes, 1),
-                "final_loss": final_mean(result.history), "test_accuracy_at_t": accuracy, "n": args.n,
-                "sampler": {"name": "DDIM", **PREMISES_SAMPLER},
+    def measured(noisy):
+        accuracy = {str(t): round(noisy_accuracy(noisy, schedule, test.images, test.labels, t), 4) for t in ACCURACY_AT}
+        judge = pretrained.load_pretrained("classifier", device="cpu")
+        _, test_features = metrics.predict(judge, test.images)
+        reference = (test_features, test.labels)
+        sampler = DDIMSampler(schedule, **PREMISES_SAMPLER)
+        ddpm = pretrained.load_pretrained("ddpm", device="cpu")
+        guided = measure_guidance(None, None, judge, reference, args.scales, n=args.n, thickness=False,
+                                  images_for=classifier_guided(ddpm, noisy, sampler))
+        encoder = pretrained.load_prompt_encoder(device="cpu")
+        text = pretrained.load_pretrained("text_ddpm", device="cpu")
+        free = measure_guidance(text, encoder, judge, reference, (DEFAULT_W,), n=args.n, sampler=sampler,
+                                thickness=False)
+        return {"test_accuracy_at_t": accuracy, "n": args.n, "sampler": {"name": "DDIM", **PREMISES_SAMPLER},
                 "classifier_guidance": {"model": "ddpm", "rows": [r.as_dict() for r in guided]},
                 "classifier_free_guidance": {"model": "text_ddpm", "rows": [r.as_dict() for r in free]}}
-    print(measured)
-    pretrained.save_pretrained("noisy_classifier", noisy, kind="noisy_classifier",
-                               config=NOISY_CLASSIFIER_CONFIG.to_dict(), recipe=RECIPE, metrics=measured,
-                               extra={"schedule": {"T": schedule.T, "name": schedule.name}}, directory=args.out)
-    return 0
 
+    return ship(result, measured, name="noisy_classifier", kind="noisy_classifier",
+                config=NOISY_CLASSIFIER_CONFIG.to_dict(), recipe=RECIPE,
+                extra={"schedule": {"T": schedule.T, "name": schedule.name}}, directory=args.out)
 
 if __name__ == "__main__":
     sys.exit(main())

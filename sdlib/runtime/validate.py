@@ -202,7 +202,7 @@ def mask(m, name: str, shape: tuple[int, ...], of: str = "the context", *, read_
         raise TypeError(f"{name} must be a bool tensor, True for real tokens, got dtype {m.dtype}")
     if tuple(m.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape (B, L) = {tuple(shape)} to match {of}, got {tuple(m.shape)}")
-    if not read_values:
+    if not (read_values and reads_values(m)):
         return m
     if m.dtype != torch.bool and bool(((m != 0) & (m != 1)).any()):
         raise ValueError(f"{name} must hold only True/False (or 1/0), got other values")
