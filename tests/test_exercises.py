@@ -453,3 +453,26 @@ def test_notebook_shows_its_quiz_before_the_summary(lesson, quiz, path):
     assert calls and isinstance(calls[0].args[0], ast.Name) and calls[0].args[0].id == "QUIZ", code.source
     summary = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Summary" in c.source]
     assert summary and headings[0] < summary[0], f"{path.name}: the quiz should come before the summary"
+
+
+def test_a_failed_check_shows_its_message_not_the_checkers_source():
+    """IPython renders an ExerciseError as its message (the checker's source would show the answer); where the
+    learner's own function raised, their lines come first."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    shell = InteractiveShell.instance()
+    try:
+        with capture_output() as wrong:
+            shell.run_cell("from sdlib.classroom.checks.lesson01 import check_kl_gaussians\n"
+                           "check_kl_gaussians(lambda mu_q, sigma_q, mu_p, sigma_p: (mu_q - mu_p) ** 2)")
+        with capture_output() as broken:
+            shell.run_cell("def kl_with_a_typo(mu_q, sigma_q, mu_p, sigma_p):\n    return mu_q - sigma_qq\n"
+                           "check_kl_gaussians(kl_with_a_typo)")
+    finally:
+        InteractiveShell.clear_instance()           # the other tests run without an IPython shell
+    assert wrong.stdout.strip().startswith("ExerciseError: KL(q || p) is not right"), wrong.stdout
+    assert "Traceback" not in wrong.stdout and "def check_kl_gaussians" not in wrong.stdout
+    assert "lesson01.py" not in wrong.stdout and "expect_close(" not in wrong.stdout
+    assert "Your function raised an error here:" in broken.stdout and "return mu_q - sigma_qq" in broken.stdout
+    assert "NameError: name 'sigma_qq' is not defined" in broken.stdout and "lesson01.py" not in broken.stdout

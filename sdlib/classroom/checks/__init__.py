@@ -40,15 +40,33 @@ from __future__ import annotations
 
 import math
 import numbers
+import traceback
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 from sdlib.runtime import validate
 
+_HERE = Path(__file__).resolve().parent
+
 
 class ExerciseError(AssertionError):
     """The learner's answer is not right yet; the message says what is wrong and hints at why."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for a failed check: the message, not the checker's source (which would show
+        the answer). Where the learner's own function raised, the lines of their code come first."""
+        lines = []
+        cause = self.__cause__
+        if cause is not None and cause.__traceback__ is not None:
+            theirs = [frame for frame in traceback.extract_tb(cause.__traceback__)
+                      if Path(frame.filename).resolve().parent != _HERE and "sdlib" not in Path(frame.filename).parts]
+            if theirs:
+                lines += ["Your function raised an error here:\n", *traceback.format_list(theirs),
+                          *traceback.format_exception_only(type(cause), cause)]
+        lines.append(f"ExerciseError: {self}\n")
+        return "".join(lines).rstrip("\n").split("\n")
 
 
 def passed(message: str) -> None:
