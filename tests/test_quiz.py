@@ -79,3 +79,14 @@ def test_show_quiz_refuses_what_is_not_a_quiz():
         show_quiz([])
     with pytest.raises(TypeError, match=r"questions\[1\] is a str"):
         show_quiz([question(), "Why?"], widgets=False)
+
+
+@pytest.mark.parametrize("lesson", ["01", "02", "03", "04", "05", "06", "07", "08", "09"])
+def test_quiz_answers_are_spread_over_the_letters(lesson):
+    # a learner who notices that every answer is "b" stops reading the options
+    import importlib
+    from collections import Counter
+
+    questions = importlib.import_module(f"sdlib.classroom.checks.lesson{lesson}").QUIZ
+    letters = Counter(quiz.LETTERS[q.answer] for q in questions)
+    assert max(letters.values()) <= (len(questions) + 1) // 2 and len(letters) >= min(3, len(questions)), letters

@@ -199,39 +199,41 @@ QUIZ = [
                       "No: the forward process has no network at all; q is fixed."]),
     Question(
         "You double every β_t of the linear schedule (T = 1000 stays). What happens to ᾱ_500, about 0.079 before?",
-        options=["It halves, to about 0.04.", "It is roughly squared, to about 0.006.",
-                 "It stays about the same: only the end point ᾱ_T matters.", "It doubles, to about 0.16."],
-        answer=1,
+        options=["It halves, to about 0.04.",
+                 "It stays about the same: only the end point ᾱ_T matters.",
+                 "It doubles, to about 0.16.",
+                 "It is roughly squared, to about 0.006."],
+        answer=3,
         explanations=["No: ᾱ_t is a product of (1 - β_s), not a sum, so doubling the betas does not halve it.",
-                      "Yes: log ᾱ_t = Σ log(1 - β_s) ≈ -Σ β_s, so doubling every β doubles the log and squares ᾱ_t: "
-                      "0.079² ≈ 0.006. The signal is gone much earlier.",
                       "No: every ᾱ_t changes; the schedule's whole curve, not its end, decides how the steps are spent.",
-                      "No: more noise per step can only lower ᾱ_t, never raise it."]),
+                      "No: more noise per step can only lower ᾱ_t, never raise it.",
+                      "Yes: log ᾱ_t = Σ log(1 - β_s) ≈ -Σ β_s, so doubling every β doubles the log and squares ᾱ_t: "
+                      "0.079² ≈ 0.006. The signal is gone much earlier."]),
     Question(
         "Why does one forward step scale x_(t-1) by sqrt(1 - β_t) before adding noise of variance β_t?",
-        options=["To keep the pixels inside [-1, 1].",
-                 "So that a unit-variance x_(t-1) gives a unit-variance x_t, and the chain ends at N(0, I) "
+        options=["So that a unit-variance x_(t-1) gives a unit-variance x_t, and the chain ends at N(0, I) "
                  "whatever the image.",
+                 "To keep the pixels inside [-1, 1].",
                  "To make the step invertible without knowing the noise.",
                  "So that the signal-to-noise ratio grows with t."],
-        answer=1,
-        explanations=["No: Gaussian noise leaves [-1, 1] at once; the model never assumes that range for x_t.",
-                      "Yes: (1 - β_t) · 1 + β_t = 1. Without the scaling the variance would grow with every step and "
+        answer=0,
+        explanations=["Yes: (1 - β_t) · 1 + β_t = 1. Without the scaling the variance would grow with every step and "
                       "x_T would have no fixed distribution to start sampling from.",
+                      "No: Gaussian noise leaves [-1, 1] at once; the model never assumes that range for x_t.",
                       "No: once noise is added, going back needs the noise (section 6); scaling does not change that.",
                       "No: the SNR ᾱ_t / (1 - ᾱ_t) falls with t; the scaling is what makes the signal shrink."]),
     Question(
         "The posterior q(x_(t-1) | x_t, x_0) has variance β̃_t, smaller than the forward step's β_t. Why smaller?",
         options=["Because removing noise must add less noise than adding it did.",
+                 "Because of rounding in float32 at small t.",
                  "Because it conditions on x_0 as well as x_t: two Gaussian factors in x_(t-1) multiply, their "
                  "precisions add, and more information can only narrow a Gaussian.",
-                 "Because of rounding in float32 at small t.",
                  "Because ᾱ_(t-1) > ᾱ_t, so x_(t-1) holds no noise."],
-        answer=1,
+        answer=2,
         explanations=["No: that is a slogan, not a reason; without x_0 the step back, q(x_(t-1) | x_t), is wider.",
+                      "No: the formula is exact; the grid and the sampling checks agree with it in float64.",
                       "Yes: 1/β̃_t = α_t/β_t + 1/(1 - ᾱ_(t-1)), a sum of precisions; both Bayes on a grid and "
                       "sampling confirmed the number.",
-                      "No: the formula is exact; the grid and the sampling checks agree with it in float64.",
                       "No: x_(t-1) holds noise of variance 1 - ᾱ_(t-1) > 0 for t > 1; ᾱ_(t-1) > ᾱ_t only says it "
                       "holds a little less than x_t."]),
 ]

@@ -263,38 +263,38 @@ QUIZ = [
                            "No: each term is the ELBO's own KL term up to its weight, so it is a reweighted bound."]),
     Question("Why does the network predict the noise ε rather than the mean μ_θ of the reverse step directly?",
              options=["Predicting μ_θ is impossible for a U-Net.",
-                      "μ_θ written with ε turns each KL term into a weighted squared error on ε, a target of the same "
-                      "scale at every t, which trains well.",
                       "ε does not depend on x_0, so the network never needs to see the image.",
-                      "It makes sampling deterministic."],
-             answer=1,
+                      "It makes sampling deterministic.",
+                      "μ_θ written with ε turns each KL term into a weighted squared error on ε, a target of the same "
+                      "scale at every t, which trains well."],
+             answer=3,
              explanations=["No: predicting μ_θ works too, it just trained worse in Ho et al.'s experiments.",
-                           "Yes: the two means differ by a known factor times (ε − ε_θ); ε ~ N(0, I) has unit scale at "
-                           "every noise level.",
                            "No: the network sees x_t, which holds x_0; ε is what separates the two.",
-                           "No: sampling with DDPM stays stochastic; determinism comes from DDIM with η = 0."]),
+                           "No: sampling with DDPM stays stochastic; determinism comes from DDIM with η = 0.",
+                           "Yes: the two means differ by a known factor times (ε − ε_θ); ε ~ N(0, I) has unit scale at "
+                           "every noise level."]),
     Question("DDIM with η = 0 and DDPM use the same trained network. What is different when sampling?",
-             options=["DDIM needs a network trained with another loss.",
-                      "DDIM is deterministic given x_T and can skip time steps; DDPM adds fresh noise at each of its T steps.",
+             options=["DDIM is deterministic given x_T and can skip time steps; DDPM adds fresh noise at each of its T steps.",
+                      "DDIM needs a network trained with another loss.",
                       "DDIM samples are always better.",
                       "DDPM cannot use the x̂_0 prediction."],
-             answer=1,
-             explanations=["No: DDIM reuses the ε-prediction model trained by Algorithm 1 unchanged.",
-                           "Yes: the η = 0 update moves along the predicted x̂_0 and ε with no new noise, so it can jump "
+             answer=0,
+             explanations=["Yes: the η = 0 update moves along the predicted x̂_0 and ε with no new noise, so it can jump "
                            "many steps at once.",
+                           "No: DDIM reuses the ε-prediction model trained by Algorithm 1 unchanged.",
                            "No: with few steps DDIM's quality drops (the table in section 7), and DDPM with all T "
                            "steps is a strong baseline.",
                            "No: the DDPM mean can be written with x̂_0 as well; lesson 02's posterior mean does that."]),
     Question("The classifier says 95% of your samples are confident digits, but the histogram shows 40% are 1s. What "
              "does that tell you?",
              options=["The model is excellent: confidence is what matters.",
-                      "The model has collapsed toward some classes: clear digits, poor coverage of the data.",
                       "The classifier is broken.",
+                      "The model has collapsed toward some classes: clear digits, poor coverage of the data.",
                       "Nothing: histograms of samples are always uneven."],
-             answer=1,
+             answer=2,
              explanations=["No: confidence measures how clear each sample is, not whether the samples cover all digits.",
+                           "No: the same classifier gives 10% per class on real test digits.",
                            "Yes: each class should be near 10%; confidence and balance measure different failures, "
                            "which is why the lesson prints both (and a classifier FID, which sees both).",
-                           "No: the same classifier gives 10% per class on real test digits.",
                            "No: with 1,000 samples the spread around 10% is a point or two, not thirty."]),
 ]

@@ -183,41 +183,41 @@ QUIZ = [
     Question(
         "What does the reparameterisation z = μ + σ ⊙ ε make possible?",
         options=["Sampling z without random numbers.",
-                 "Backpropagating through the sampling: z is a differentiable function of μ and σ, and through them "
-                 "of the encoder's weights φ, while the randomness sits in ε.",
                  "Learning ε as a parameter of the model.",
-                 "Making the KL term zero."],
-        answer=1,
+                 "Making the KL term zero.",
+                 "Backpropagating through the sampling: z is a differentiable function of μ and σ, and through them "
+                 "of the encoder's weights φ, while the randomness sits in ε."],
+        answer=3,
         explanations=["No: ε ~ N(0, I) is still random; only where the randomness enters has moved.",
-                      "Yes: the gradient of the expected loss becomes the average of the gradients of single samples, "
-                      "each flowing through μ and σ into φ.",
                       "No: ε is an input drawn afresh every time, with nothing to learn (it has no gradient).",
-                      "No: the KL depends on μ and σ, not on how z is sampled."]),
+                      "No: the KL depends on μ and σ, not on how z is sampled.",
+                      "Yes: the gradient of the expected loss becomes the average of the gradients of single samples, "
+                      "each flowing through μ and σ into φ."]),
     Question(
         "Training a VAE with a much larger β (weight on the KL), what do you expect?",
-        options=["Sharper reconstructions and codes that spread out.",
-                 "Blurrier reconstructions and codes packed more tightly into N(0, I); in the extreme, codes that say "
+        options=["Blurrier reconstructions and codes packed more tightly into N(0, I); in the extreme, codes that say "
                  "nothing about the digit.",
+                 "Sharper reconstructions and codes that spread out.",
                  "No change: β only rescales the loss.",
                  "The KL becomes negative."],
-        answer=1,
-        explanations=["No: that is the small-β side, which drifts back toward a plain autoencoder.",
-                      "Yes: each nat of information the code carries costs β; with β large the encoder stays near the "
+        answer=0,
+        explanations=["Yes: each nat of information the code carries costs β; with β large the encoder stays near the "
                       "prior and the decoder draws an average digit (section 3's comparison).",
+                      "No: that is the small-β side, which drifts back toward a plain autoencoder.",
                       "No: β changes the balance between the two terms, so it changes the minimum, not only its value.",
                       "No: a KL divergence is never negative, whatever its weight."]),
     Question(
         "Three of the four channels of the convolutional autoencoder's latent have posterior means near 0 and "
         "standard deviations near 1 for every digit. What does that mean?",
         options=["Those channels carry most of the digit's information.",
+                 "The encoder is broken and must be retrained.",
                  "Posterior collapse: for those channels q(z | x) equals the prior whatever x, so they carry no "
                  "information, and the digit travels in the remaining channel.",
-                 "The encoder is broken and must be retrained.",
                  "Those channels hold the noise that the diffusion model removes."],
-        answer=1,
+        answer=2,
         explanations=["No: a posterior that does not depend on x can tell the decoder nothing about x.",
+                      "No: the reconstructions are good; this is what the β = 1 objective chose, not a failure.",
                       "Yes: with β = 1 spending nats in those channels did not buy enough reconstruction; their KL is near "
                       "0. Stable Diffusion weighs its KL far less to keep every channel in use.",
-                      "No: the reconstructions are good; this is what the β = 1 objective chose, not a failure.",
                       "No: the diffusion model adds and removes its own noise; these channels are simply constant means."]),
 ]

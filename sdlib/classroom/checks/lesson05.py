@@ -190,43 +190,43 @@ QUIZ = [
         "A batch holds two different images of a seven, both captioned \"seven\". What does the plain contrastive "
         "loss (your Exercise 2) do with image 1 matched to caption 2?",
         options=["Nothing: it only looks at the diagonal.",
-                 "It counts it as a wrong answer and pushes that similarity down, although the match is right; the "
-                 "library's clip_loss lets identical captions share the target.",
                  "It rewards it, because the captions are equal.",
-                 "It raises an error, because the targets are not unique."],
-        answer=1,
+                 "It raises an error, because the targets are not unique.",
+                 "It counts it as a wrong answer and pushes that similarity down, although the match is right; the "
+                 "library's clip_loss lets identical captions share the target."],
+        answer=3,
         explanations=["No: the softmax over each row involves every entry, so off-diagonal entries are pushed down "
                       "by the probability they take.",
-                      "Yes: the target of row 1 is column 1 only; the loss cannot know that caption 2 says the same. "
-                      "With captions as short as ours this happens often, hence the `same` matrix in clip_loss.",
                       "No: the plain loss compares positions, not caption texts.",
-                      "No: nothing checks the captions; the targets are simply 0..N-1."]),
+                      "No: nothing checks the captions; the targets are simply 0..N-1.",
+                      "Yes: the target of row 1 is column 1 only; the loss cannot know that caption 2 says the same. "
+                      "With captions as short as ours this happens often, hence the `same` matrix in clip_loss."]),
     Question(
         "The temperature τ is learned (as logit_scale = log 1/τ). What would a very large fixed τ do to training?",
-        options=["Nothing: τ only rescales the loss.",
-                 "The logits S_ij = cos/τ would all be close to 0, the softmax nearly uniform, the loss near log N "
+        options=["The logits S_ij = cos/τ would all be close to 0, the softmax nearly uniform, the loss near log N "
                  "and its gradients weak: the model could barely tell pairs apart.",
+                 "Nothing: τ only rescales the loss.",
                  "It would make the softmax one-hot and training unstable.",
                  "It would normalise the features."],
-        answer=1,
-        explanations=["No: τ sits inside the softmax, so it changes the probabilities, not only the loss's scale.",
-                      "Yes: cosines lie in [-1, 1], so dividing by a large τ squeezes the logits together; a learned τ "
+        answer=0,
+        explanations=["Yes: cosines lie in [-1, 1], so dividing by a large τ squeezes the logits together; a learned τ "
                       "lets the model sharpen the softmax as it gets better.",
+                      "No: τ sits inside the softmax, so it changes the probabilities, not only the loss's scale.",
                       "No: that is the other extreme, a very small τ.",
                       "No: normalisation happens before; τ scales the cosines."]),
     Question(
         "Stable Diffusion's U-Net reads the text encoder's per-token outputs, not the pooled embedding used for the "
         "contrastive loss. Why?",
         options=["The pooled embedding is not trained.",
+                 "The per-token outputs are smaller.",
                  "Cross-attention lets each region of the image look up the words that concern it; one pooled vector "
                  "would give every position the same summary.",
-                 "The per-token outputs are smaller.",
                  "The pooled embedding only exists for images."],
-        answer=1,
+        answer=2,
         explanations=["No: the pooled vector (the <end> token's output, projected) is exactly what the contrastive "
                       "loss trains.",
+                      "No: a sequence of L vectors is larger than one vector.",
                       "Yes: keys and values come from the tokens, queries from the pixels (lesson 06), so \"thick\" and "
                       "\"seven\" can steer different parts of the picture.",
-                      "No: a sequence of L vectors is larger than one vector.",
                       "No: both towers have a pooled output; the text's is the projected <end> token."]),
 ]

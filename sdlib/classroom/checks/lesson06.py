@@ -392,43 +392,43 @@ QUIZ = [
     Question(
         "In the U-Net's cross-attention, where do the queries, keys and values come from?",
         options=["All three from the prompt's tokens.",
-                 "Queries from the image's pixel tokens, keys and values from the prompt's tokens; the output has the "
-                 "image's shape.",
                  "Queries from the prompt, keys and values from the image.",
-                 "All three from the image; the prompt is added to the values."],
-        answer=1,
+                 "All three from the image; the prompt is added to the values.",
+                 "Queries from the image's pixel tokens, keys and values from the prompt's tokens; the output has the "
+                 "image's shape."],
+        answer=3,
         explanations=["No: then the output would have the prompt's shape and say nothing about the image.",
-                      "Yes: each pixel asks which words concern it and receives a mixture of projected word vectors, "
-                      "(B, N, C) whatever the prompt's length.",
                       "No: that writes the image into the prompt; the output would be (B, L, ·), not a feature map.",
                       "No: that is self-attention; the prompt enters only through the keys and values of "
-                      "cross-attention."]),
+                      "cross-attention.",
+                      "Yes: each pixel asks which words concern it and receives a mixture of projected word vectors, "
+                      "(B, N, C) whatever the prompt's length."]),
     Question(
         "A prompt is padded from 3 to 12 tokens. What makes the padding irrelevant to the U-Net's output?",
-        options=["The padding tokens' embeddings are zero vectors.",
-                 "Their scores are set to -inf before the softmax, so their weights are exactly 0 and the real tokens' "
+        options=["Their scores are set to -inf before the softmax, so their weights are exactly 0 and the real tokens' "
                  "weights still sum to 1.",
+                 "The padding tokens' embeddings are zero vectors.",
                  "The U-Net is trained only on 12-token prompts.",
                  "The softmax ignores repeated tokens."],
-        answer=1,
-        explanations=["No: a zero key still scores 0, and exp(0) = 1 is a real share of the attention; section 7 put "
-                      "random values there and the output did not change, which zero vectors alone would not ensure.",
-                      "Yes: the mask (B, L) is broadcast as (B, 1, 1, L) so that every head and every query ignores "
+        answer=0,
+        explanations=["Yes: the mask (B, L) is broadcast as (B, 1, 1, L) so that every head and every query ignores "
                       "the same keys.",
+                      "No: a zero key still scores 0, and exp(0) = 1 is a real share of the attention; section 7 put "
+                      "random values there and the output did not change, which zero vectors alone would not ensure.",
                       "No: prompts of every length are padded to 12; without the mask the padding would still "
                       "take attention.",
                       "No: the softmax treats every score alike; only the mask removes them."]),
     Question(
         "Why does the U-Net's decoder have one ResBlock more per level than the encoder?",
         options=["To make the network deeper at no cost.",
+                 "Because upsampling loses information that an extra block restores.",
                  "There are more skips than encoder ResBlocks (conv_in's and each downsample's outputs are pushed too), "
                  "and every skip is concatenated into one decoder ResBlock.",
-                 "Because upsampling loses information that an extra block restores.",
                  "Because the time embedding needs one more block."],
-        answer=1,
+        answer=2,
         explanations=["No: it is not free, and depth is not the reason; the count follows from the skips.",
+                      "No: the skips bring the detail back; the count of blocks follows from the number of skips.",
                       "Yes: with blocks per level, the stack holds blocks + 1 entries per level (conv_in stands in for the "
                       "first level's downsample), and each decoder ResBlock pops one: Exercise 5's count.",
-                      "No: the skips bring the detail back; the count of blocks follows from the number of skips.",
                       "No: every ResBlock reads the time vector; it does not need a block of its own."]),
 ]

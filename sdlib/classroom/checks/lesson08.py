@@ -216,42 +216,42 @@ QUIZ = [
     Question(
         "Image-to-image with strength 0.3, then 0.9, same seed and prompt. What do you expect?",
         options=["0.3 follows the prompt more closely; 0.9 stays closer to the input.",
-                 "0.3 stays close to the input (little noise, few steps to change it); 0.9 follows the prompt and keeps "
-                 "little of the input.",
                  "Both give the same image: the strength only sets the number of steps.",
-                 "0.9 takes fewer steps than 0.3."],
-        answer=1,
+                 "0.9 takes fewer steps than 0.3.",
+                 "0.3 stays close to the input (little noise, few steps to change it); 0.9 follows the prompt and keeps "
+                 "little of the input."],
+        answer=3,
         explanations=["No: it is the other way round; strength is how much noise is added before denoising.",
-                      "Yes: t0 = round(s·T); from ᾱ_300 much of the input survives, from ᾱ_900 almost none.",
                       "No: the strength sets the start t0 and so the noise level, which changes the result; the steps "
                       "follow from it.",
-                      "No: a higher strength starts higher up, at a larger t0, so it runs more of the sampler's steps."]),
+                      "No: a higher strength starts higher up, at a larger t0, so it runs more of the sampler's steps.",
+                      "Yes: t0 = round(s·T); from ᾱ_300 much of the input survives, from ᾱ_900 almost none."]),
     Question(
         "During inpainting, why is the kept region replaced by the original latent noised to t_prev, and not by "
         "the clean original latent?",
-        options=["To save compute.",
-                 "The model expects a latent at one noise level everywhere; a clean patch in a noisy latent is "
+        options=["The model expects a latent at one noise level everywhere; a clean patch in a noisy latent is "
                  "something it never saw in training and would stick out until the end.",
+                 "To save compute.",
                  "Because the clean latent is not known.",
                  "To make the result different for every seed."],
-        answer=1,
-        explanations=["No: noising the known latent costs a little more, not less.",
-                      "Yes: noised to t_prev, the kept region matches the noise level of the rest, so the model blends "
+        answer=0,
+        explanations=["Yes: noised to t_prev, the kept region matches the noise level of the rest, so the model blends "
                       "the regenerated part into it.",
+                      "No: noising the known latent costs a little more, not less.",
                       "No: the clean latent is known: it is the encoder's latent of the input.",
                       "No: the seed already fixes the noise; the re-noising is about matching noise levels."]),
     Question(
         "Inpainting ends by pasting the known pixels back after decoding. Why is the latent replacement alone not "
         "enough to keep those pixels?",
         options=["The sampler changes the kept latent cells at the last step.",
+                 "The classifier needs the original pixels.",
                  "The decoder redraws the whole image from the final latent: kept pixels come back as the VAE's "
                  "reconstruction, cells on the mask's edge were regenerated, and each cell spreads over its neighbours.",
-                 "The classifier needs the original pixels.",
                  "Because the mask is drawn on latents, not pixels."],
-        answer=1,
+        answer=2,
         explanations=["No: the last merge puts the clean known latent back (t_prev = 0).",
+                      "No: the paste is about the image the user gets, not about any measurement.",
                       "Yes: a latent cell covers 4×4 pixels and the decoder is not the identity, so only the paste makes "
                       "the kept region equal the input exactly.",
-                      "No: the paste is about the image the user gets, not about any measurement.",
                       "No: the mask is drawn on pixels and reduced to the latent grid (Exercise 4)."]),
 ]

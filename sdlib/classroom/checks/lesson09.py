@@ -351,46 +351,46 @@ QUIZ = [
     Question(
         "DDIM with η = 0 in 10 steps on a DDPM, and Euler in 10 steps on a flow model: what do they have in common?",
         options=["Both add fresh noise at every step.",
-                 "Both take first-order steps of a probability-flow ODE: DDIM in the variables σ = sqrt(1 − ᾱ)/sqrt(ᾱ) "
-                 "and x/sqrt(ᾱ), Euler in the flow's t and x.",
                  "Both need a network that predicts a velocity.",
-                 "Nothing: DDIM is a Markov chain and Euler an ODE solver."],
-        answer=1,
+                 "Nothing: DDIM is a Markov chain and Euler an ODE solver.",
+                 "Both take first-order steps of a probability-flow ODE: DDIM in the variables σ = sqrt(1 − ᾱ)/sqrt(ᾱ) "
+                 "and x/sqrt(ᾱ), Euler in the flow's t and x."],
+        answer=3,
         explanations=["No: both are deterministic; the same starting noise gives the same sample.",
+                      "No: DDIM uses the ε-prediction, which a velocity converts to (ε̂ = x_t + (1 − t)·v) and back.",
+                      "No: DDIM with η = 0 has no randomness after x_T; its update is an Euler step, to float precision.",
                       "Yes: section 1 showed DDIM's update is exactly x̄' = x̄ + (σ' − σ)·ε_θ, and section 2 that the "
                       "flow's ODE is the same ODE written in other variables; they differ in the network's target and "
-                      "where the steps fall.",
-                      "No: DDIM uses the ε-prediction, which a velocity converts to (ε̂ = x_t + (1 − t)·v) and back.",
-                      "No: DDIM with η = 0 has no randomness after x_T; its update is an Euler step, to float precision."]),
+                      "where the steps fall."]),
     Question(
         "Every training pair (x0, ε) of flow matching moves along a straight line. Why do the sampler's paths, which "
         "follow the learned velocity, still curve?",
-        options=["Because Euler's method makes them curve.",
-                 "The network sees only x_t, so it learns the average velocity of all the pairs whose lines pass "
+        options=["The network sees only x_t, so it learns the average velocity of all the pairs whose lines pass "
                  "through x_t; that average changes direction as x_t reveals which data point it is heading to.",
+                 "Because Euler's method makes them curve.",
                  "Because the U-Net is too small to learn a straight line.",
                  "They do not: the learned paths are straight lines too."],
-        answer=1,
-        explanations=["No: the exact ODE, solved with many steps, curves as well; Euler's error is a separate matter.",
-                      "Yes: v_θ(x, t) ≈ E[ε − x0 | x_t = x]. Near t = 1 every data point is equally likely, so paths head "
+        answer=0,
+        explanations=["Yes: v_θ(x, t) ≈ E[ε − x0 | x_t = x]. Near t = 1 every data point is equally likely, so paths head "
                       "for the data's mean, then turn toward one mode (the one-step prediction of section 3).",
+                      "No: the exact ODE, solved with many steps, curves as well; Euler's error is a separate matter.",
                       "No: even the exact velocity of section 3's eight Gaussians gives curved paths.",
                       "No: only for a single data point (or after rectifying the pairs, Liu et al. 2023) are the "
                       "paths straight; section 3 measured the curvature."]),
     Question(
         "HeunSampler(10) makes 19 network evaluations, Euler(10) makes 10. What does Heun buy with the extra nine?",
         options=["Nothing: same accuracy, twice the cost.",
+                 "Exact solutions, whatever the number of steps.",
                  "A second-order method: halving the step divides its error by about 4 instead of 2, so it can reach "
                  "a given accuracy with fewer evaluations than Euler.",
-                 "Exact solutions, whatever the number of steps.",
                  "Randomness that corrects the model's errors, as in DDPM."],
-        answer=1,
+        answer=2,
         explanations=["No: section 5 measured the error falling about four times per halving for Heun, twice for "
                       "Euler.",
-                      "Yes: it averages the velocity at both ends of the step (the trapezoidal rule); the last step to "
-                      "t = 0 is a plain Euler step, hence 2·10 − 1 evaluations.",
                       "No: it is exact only for velocities linear in t along the path; its error shrinks with the "
                       "square of the step.",
+                      "Yes: it averages the velocity at both ends of the step (the trapezoidal rule); the last step to "
+                      "t = 0 is a plain Euler step, hence 2·10 − 1 evaluations.",
                       "No: Heun on the ODE is deterministic; DDPM's randomness comes from its stochastic steps."]),
     Question(
         "Stable Diffusion 3 draws the training time t from a logit-normal distribution instead of uniformly in "
