@@ -35,7 +35,7 @@ def test_text_fallback_prints_lettered_options_and_check_answer_explains(monkeyp
     assert not quiz.widgets_available()
     assert show_quiz([question(), question(text="Second?")]) is None
     out = capsys.readouterr().out
-    assert "1. Which one?" in out and "   b) b1" in out and "2. Second?" in out and 'check_answer(QUIZ, 1, "b")' in out
+    assert "1. Which one?" in out and "   b) b1" in out and "2. Second?" in out and 'check_answer(QUIZ, 2, "a")' in out
     assert check_answer([question()], 1, "B") is True
     assert "Right. Yes: b is right" in capsys.readouterr().out
     assert check_answer([question()], 1, "c") is False

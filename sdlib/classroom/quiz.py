@@ -139,7 +139,7 @@ def show_quiz(questions, widgets: bool | None = None, name: str = "QUIZ"):
     if not widgets:
         print("\n\n".join(format_question(q, i) for i, q in enumerate(questions, start=1)))
         print(f'\nTo check an answer, run check_answer({name}, question, "letter"), e.g. '
-              f'check_answer({name}, 1, "b"): it says whether it is right and why.')
+              f'check_answer({name}, 2, "a"): it says whether it is right and why.')
         return None
     import ipywidgets
 
