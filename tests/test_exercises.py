@@ -397,6 +397,29 @@ def test_lesson03_training_loop_checker_names_the_mistake(change, message):
         _checker("03", "check_training_loop")(_define(_LOOP.replace(*change), "train_ddpm"))
 
 
+@pytest.mark.parametrize("change, message", [
+    (("(batch_size,), generator=generator)\n        x0", "(batch_size,))\n        x0"), "torch's global generator"),
+    (("torch.randn(x0.shape, generator=generator)", "torch.randn(x0.shape)"), "torch's global generator"),
+    (("ab = alpha_bar[t].float()", "ab = alpha_bar[t]"), "mixed float64 and float32"),
+])
+def test_lesson03_training_loop_checker_names_a_forgotten_generator_and_the_float64_table(change, message):
+    assert change[0] in _LOOP
+    with pytest.raises(ExerciseError, match=message):
+        _checker("03", "check_training_loop")(_define(_LOOP.replace(*change), "train_ddpm"))
+
+
+def test_lesson03_ddpm_step_gets_z_none_at_t_1_as_in_the_lesson():
+    seen = []
+
+    def ddpm_step(xt, eps_pred, t, beta_t, alpha_bar_t, z):
+        seen.append((t, z is None))
+        mean = (xt - beta_t / math.sqrt(1 - alpha_bar_t) * eps_pred) / math.sqrt(1 - beta_t)
+        return mean + math.sqrt(beta_t) * z                  # adds z at t = 1 too
+    with pytest.raises(ExerciseError, match="At t = 1 the caller passes z = None"):
+        _checker("03", "check_ddpm_step")(ddpm_step)
+    assert seen[-1] == (1, True) and all(not none for t, none in seen[:-1])
+
+
 def test_lesson03_training_loop_reference_passes(capsys):
     _checker("03", "check_training_loop")(_define(_LOOP, "train_ddpm"))
     assert "Correct" in capsys.readouterr().out

@@ -39,8 +39,8 @@ def check_simple_loss(simple_loss) -> None:
     wrong_xt = ab * x0 + (1 - ab) * eps
     if torch.allclose(got, ((eps - model(wrong_xt, t)) ** 2).mean(), atol=1e-6):
         raise ExerciseError("x_t uses square roots: sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps.")
-    expect_close(got, want, "the loss", hint="x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps; loss = mean((eps - model(x_t, t))²).",
-                 rtol=1e-5, atol=1e-7)
+    expect_close(got, want, "the loss", hint="compare your x_t and your loss with line 5 of Algorithm 1 (section 3): "
+                 "the loss is a mean over the batch and over every pixel.", rtol=1e-5, atol=1e-7)
     passed("Algorithm 1's loss: noise the image in one jump, predict the noise, squared error.")
 
 
@@ -51,7 +51,14 @@ def check_ddpm_step(ddpm_step) -> None:
     for t in [1000, 400, 20, 2, 1]:
         xt, eps = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 1, 8, 8, generator=g)
         z = torch.randn(xt.shape, generator=torch.Generator().manual_seed(t))
-        got = call(ddpm_step, xt.clone(), eps.clone(), t, _S.beta[t].item(), _S.alpha_bar[t].item(), z.clone())
+        try:                                                  # at t = 1 the lesson's loop passes z = None
+            got = call(ddpm_step, xt.clone(), eps.clone(), t, _S.beta[t].item(), _S.alpha_bar[t].item(),
+                       z.clone() if t > 1 else None)
+        except ExerciseError as error:
+            if t == 1 and isinstance(error.__cause__, TypeError):
+                raise ExerciseError("At t = 1 the caller passes z = None, since the last step adds no noise: "
+                                    "return the mean only.") from error.__cause__
+            raise
         want = sampler.step(eps, t, xt, torch.Generator().manual_seed(t)).x_prev
         a, ab = 1 - _S.beta[t].item(), _S.alpha_bar[t].item()
         got_t = as_tensor(got, f"x_(t-1) at t={t}", like=want)
@@ -62,8 +69,8 @@ def check_ddpm_step(ddpm_step) -> None:
         if t == 1 and got_t.shape == want.shape and not torch.allclose(got_t, want, atol=1e-5):
             raise ExerciseError("At t = 1 the last step adds no noise (z = 0): return the mean only.")
         expect_close(got, want, f"x_(t-1) at t={t}",
-                     hint="x_(t-1) = (x_t - (1 - alpha_t)/sqrt(1 - ᾱ_t) · eps) / sqrt(alpha_t) + sqrt(beta_t) · z, "
-                          "with alpha_t = 1 - beta_t.", rtol=1e-5, atol=1e-5)
+                     hint="compare each factor with line 4 of Algorithm 2; alpha_t = 1 - beta_t, and sigma_t is "
+                          "the standard deviation sqrt(beta_t), not the variance.", rtol=1e-5, atol=1e-5)
     passed("one step of Algorithm 2, including the noise-free last step.")
 
 
@@ -82,8 +89,8 @@ def check_ddim_step(ddim_step) -> None:
             if torch.allclose(got_t, math.sqrt(ab_prev) * x0, atol=1e-5) and ab_prev < 1:
                 raise ExerciseError("Keep the noise direction: add sqrt(1 - ᾱ_prev) · eps_pred to sqrt(ᾱ_prev) · x0_pred.")
         expect_close(got, want, f"x_prev at t={t}",
-                     hint="x0_pred = (x_t - sqrt(1 - ᾱ_t) eps) / sqrt(ᾱ_t); x_prev = sqrt(ᾱ_prev) x0_pred + "
-                          "sqrt(1 - ᾱ_prev) eps.", rtol=1e-5, atol=1e-5)
+                     hint="first x0_pred, by solving x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps for x0; then put "
+                          "x0_pred back at the noise level ᾱ_prev with the same eps.", rtol=1e-5, atol=1e-5)
     passed("deterministic DDIM: predict x0, then re-noise it to the earlier step with the same eps.")
 
 
@@ -151,7 +158,14 @@ _LOOP_MISTAKES = [
 def check_training_loop(train_ddpm) -> None:
     """train_ddpm(model, optimizer, images, alpha_bar, steps, batch_size, generator) -> list of the losses:
     Algorithm 1 for `steps` steps, drawing (batch indices, t, eps) in that order from `generator`."""
-    got, got_weights = _run_loop(train_ddpm)
+    try:
+        got, got_weights = _run_loop(train_ddpm)
+    except ExerciseError as error:
+        if isinstance(error.__cause__, RuntimeError) and "Double" in str(error.__cause__):
+            raise ExerciseError("train_ddpm mixed float64 and float32: alpha_bar is the schedule's table, kept in "
+                                "float64; after indexing it, convert it with .float() before it meets the "
+                                "images.") from error.__cause__
+        raise
     want, want_weights = _run_loop(_reference_loop)
     if not isinstance(got, (list, tuple)) or len(got) != len(want):
         raise ExerciseError(f"return the list of the {len(want)} losses, one float per step (losses.append("
@@ -164,6 +178,15 @@ def check_training_loop(train_ddpm) -> None:
         passed("your loop is Algorithm 1: a batch, t ~ Uniform{1..T}, eps, x_t in one jump, the simple loss, "
                "a gradient step.")
         return
+    with torch.random.fork_rng(devices=[]):      # two seeds of torch's global generator, then its state back
+        runs = []
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            runs.append(torch.tensor([float(v) for v in _run_loop(train_ddpm)[0]], dtype=torch.float64))
+    if not torch.allclose(*runs):
+        raise ExerciseError("Two runs with the same `generator` gave different losses: some of your random numbers "
+                            "come from torch's global generator. Pass generator=generator to every torch.randint "
+                            "and torch.randn in the loop.")
     for mistake, message in _LOOP_MISTAKES:
         losses, weights = _run_loop(_reference_loop, **mistake)
         if torch.allclose(got_losses, torch.tensor(losses, dtype=torch.float64), rtol=1e-4, atol=1e-6) \
@@ -174,9 +197,8 @@ def check_training_loop(train_ddpm) -> None:
         if not torch.allclose(got_losses, torch.tensor(want, dtype=torch.float64), rtol=1e-4, atol=1e-6) else None
     where = (f"the loss of step {first + 1} is {got_losses[first]:.5f}, expected {want[first]:.5f}" if first is not None
              else "the losses match but the weights do not: take one optimizer.step() per loss, on that loss")
-    raise ExerciseError(f"{where}. Check each line against Algorithm 1: indices, t in 1..T, eps ~ N(0, I), "
-                        f"x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps, loss = F.mse_loss(model(x_t, t), eps), "
-                        f"zero_grad, backward, step.")
+    raise ExerciseError(f"{where}. Check each line against Algorithm 1 in section 3, in the docstring's order: "
+                        f"the batch's indices, t, eps, x_t, the loss, zero_grad, backward, step.")
 
 
 # -- the weight of the ELBO's denoising terms ----------------------------------------------------------
