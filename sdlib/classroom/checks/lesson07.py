@@ -40,7 +40,8 @@ def check_drop_prompt(drop_prompt) -> None:
     if torch.allclose(got_ctx[0], context[0]):
         raise ExerciseError("Prompt 0 should have been dropped (drop[0] is True): put the null token there.")
     expect_close(got_ctx, want_ctx, "the new context",
-                 hint="torch.where(drop[:, None, None], null_context.expand_as(context), context)")
+                 hint="a dropped row holds null_context at every one of its L positions (the mask then hides all "
+                      "but the first); a kept row is the prompt's context, unchanged")
     expect(got_mask.dtype == torch.bool, f"the mask should stay boolean, got {got_mask.dtype}")
     if torch.equal(got_mask, mask):
         raise ExerciseError("The context is right but the mask was not changed: a dropped prompt is one token, "
