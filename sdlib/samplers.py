@@ -180,11 +180,15 @@ class ClassifierFreeGuidance:
                              f"have {context.shape[0]}: give one negative prompt, or one per prompt")
         self.negative_context, self.negative_mask = negative_context, negative_mask
 
-    condition_name = "prompts"
+    condition_name, scale_name = "prompts", "guidance scale w"     # what sample()'s messages call them
 
     @property
     def n_conditions(self) -> int:
         return self.context.shape[0]
+
+    @property
+    def scale_value(self) -> float:
+        return self.w
 
     def select(self, index: slice) -> "ClassifierFreeGuidance":
         """The same guidance for a slice of the prompts (used by `sample` to work in batches)."""
@@ -251,11 +255,15 @@ class ClassifierGuidance:
                              f"T = {schedule.T}")
         self.model, self.classifier, self.labels, self.schedule = model, classifier, labels, schedule
 
-    condition_name = "labels"
+    condition_name, scale_name = "labels", "classifier guidance scale"
 
     @property
     def n_conditions(self) -> int:
         return len(self.labels)
+
+    @property
+    def scale_value(self) -> float:
+        return self.scale
 
     def select(self, index: slice) -> "ClassifierGuidance":
         """The same guidance for a slice of the labels (used by `sample` to work in batches)."""
@@ -307,10 +315,11 @@ def _check_result(x: torch.Tensor, denoiser, limit: float = 50.0) -> None:
     peak = x.abs().max().item() if x.numel() else 0.0
     if math.isfinite(peak) and peak <= limit:
         return
-    scale = next(((name, getattr(denoiser, attr)) for attr, name in (("w", "guidance scale w"),
-                  ("scale", "classifier guidance scale")) if getattr(denoiser, attr, None) is not None), None)
-    cause = (f"the {scale[0]} = {scale[1]:g} is probably too large" if scale and abs(scale[1]) > 20 else
-             "a guidance scale or a step size too large, or a schedule that does not match the model?")
+    name = getattr(denoiser, "scale_name", None)                  # a guidance: its scale is the usual cause
+    if name is not None and abs(denoiser.scale_value) > 20:
+        cause = f"the {name} = {denoiser.scale_value:g} is probably too large"
+    else:
+        cause = "a guidance scale or a step size too large, or a schedule that does not match the model?"
     if not math.isfinite(peak):
         raise FloatingPointError(f"sampling diverged: the samples hold NaN or infinite values; {cause}")
     warnings.warn(f"sampling diverged: the samples reach {peak:.3g} (they should lie within a few units of "

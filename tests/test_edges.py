@@ -16,6 +16,7 @@ from sdlib.runtime import validate
 from sdlib.samplers import (ClassifierFreeGuidance, ClassifierGuidance, DDIMSampler, SampleNoise, prompt_guidance,
                             sample, schedule_of)
 from sdlib.schedules import NoiseSchedule
+from sdlib.train import TrainConfig
 from sdlib.unet import UNet, UNetConfig
 
 
@@ -145,7 +146,7 @@ def test_an_unknown_device_is_refused_with_the_ones_there_are(call):
     lambda seed: SampleNoise(2, seed=seed),
     lambda seed: sample(tiny_unet(), DDIMSampler(NoiseSchedule.linear(50), 2), (1, 1, 8, 8), seed=seed,
                         progress=False),
-    lambda seed: __import__("sdlib.train", fromlist=["TrainConfig"]).TrainConfig(seed=seed),
+    lambda seed: TrainConfig(seed=seed),
 ])
 def test_seeds_out_of_range_or_given_as_text_are_refused(call):
     with pytest.raises(ValueError, match=r"seed must lie between 0 and 2\*\*63 - 1"):

@@ -212,3 +212,19 @@ def test_bad_schedule_settings_are_refused_clearly():
     with pytest.raises(TypeError, match="t must hold real time steps"):
         cosine_alpha_bar(torch.tensor([True]), 10)
     assert cosine_alpha_bar(5, 10).item() == pytest.approx(cosine_alpha_bar(torch.tensor([5]), 10).item())
+
+
+def test_the_schedules_conversions_invert_each_other_and_give_algorithm_2s_mean():
+    # x0_from_eps and eps_from_x0 solve x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps for x0 and for eps; the posterior mean
+    # at x0_from_eps is Algorithm 2's (x_t - β_t / sqrt(1 - ᾱ_t) eps) / sqrt(α_t), written out here independently
+    s = NoiseSchedule.linear(1000)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.rand(3, 1, 4, 4, generator=g, dtype=torch.float64) * 2 - 1, torch.randn(3, 1, 4, 4, generator=g,
+                                                                                             dtype=torch.float64)
+    for t in (1, 37, 500, 1000):
+        xt = s.add_noise(x0, eps, t)
+        torch.testing.assert_close(s.x0_from_eps(xt, eps, t), x0, rtol=0, atol=1e-9 if t < 1000 else 1e-6)
+        torch.testing.assert_close(s.eps_from_x0(xt, x0, t), eps, rtol=0, atol=1e-9)
+        a, ab, beta = s.alpha[t].item(), s.alpha_bar[t].item(), s.beta[t].item()
+        algorithm_2 = (xt - beta / math.sqrt(1 - ab) * eps) / math.sqrt(a)
+        torch.testing.assert_close(s.posterior_mean(s.x0_from_eps(xt, eps, t), xt, t), algorithm_2, rtol=1e-9, atol=1e-9)

@@ -1,7 +1,7 @@
 """CPU benchmark of the lesson-03 U-Net: training throughput against the machine's own matmul
 speed, sampling time per 1,000 images for each sampler, and peak memory.
 
-    python -m sdlib.recipes.benchmark               # its run time on a 2-core CPU: docs/measured.md
+    python -m sdlib.recipes.benchmark
     python -m sdlib.recipes.benchmark --json out.json
 
 Throughput is reported in images per second and in GFLOP/s, where the FLOPs of one training step
